@@ -1,0 +1,71 @@
+"""Keep the chosen variant's whole files, drop the other's, print the next steps.
+
+Idempotent: run again on a finished project (as cruft does on update), it
+changes nothing. No git, no network, no installs: those break replay and cruft.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+#: variant -> {file in the template: its name in the generated package}
+VARIANT_FILES: dict[str, dict[str, str]] = {
+    "server": {
+        "PKG/the_sworker.server.py": "PKG/the_sworker.py",
+        "PKG/client.server.py": "PKG/client.py",
+        "PKG/local_env.server.py": "PKG/local_env.py",
+        "PKG/demo_server.server.py": "PKG/demo_server.py",
+    },
+    "backendless": {
+        "PKG/the_sworker.backendless.py": "PKG/the_sworker.py",
+        "PKG/client.backendless.py": "PKG/client.py",
+        "PKG/local_env.backendless.py": "PKG/local_env.py",
+        "PKG/demo_service.backendless.py": "PKG/demo_service.py",
+    },
+}
+
+
+def variant_of(answers: dict[str, Any]) -> str:
+    return "backendless" if answers["backendless"] is True else "server"
+
+
+def apply_variant(project: Path, package: str, variant: str) -> None:
+    """Rename the chosen variant's files into place and delete every other variant file."""
+    for name, files in VARIANT_FILES.items():
+        for source, target in files.items():
+            source_path = project / source.replace("PKG", package)
+            if not source_path.exists():
+                continue  # already applied
+            if name == variant:
+                source_path.replace(project / target.replace("PKG", package))
+            else:
+                source_path.unlink()
+
+
+def next_steps(package: str, variant: str) -> str:
+    return (
+        f"Created the {variant} sworker package {package!r}. Next:\n"
+        f"  cd {package}\n"
+        f"  python -m pip install -e '.[test]'\n"
+        f"  python -m {package}.demo        # a batch of tasklets on a real local Grain\n"
+        f"  python -m pytest                # conformance suite and end-to-end tests\n"
+        f"Then put your own {'service client' if variant == 'backendless' else 'server command'} "
+        f"in {package}/the_sworker.py (see README.md)."
+    )
+
+
+def main() -> int:
+    package = ANSWERS["package_name"]
+    variant = variant_of(ANSWERS)
+    apply_variant(Path.cwd(), package, variant)
+    print(next_steps(package, variant))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""Validate the answers before cookiecutter writes anything.
+
+The answers arrive as JSON data (``tojson``), never as code. A rejected answer
+exits with one line that names it, shows the value and says what to type instead.
+"""
+
+from __future__ import annotations
+
+import json
+import keyword
+import re
+import sys
+from typing import Any
+
+ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
+
+LICENSES = ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary")
+#: Modules the generated package imports, or that a test run imports: a package
+#: with one of these names would shadow it.
+SHADOWED = frozenset(
+    {
+        "grain", "trio", "anyio", "msgpack", "httpx", "psutil", "pytest", "json", "test", "tests",
+        "asyncio", "socket", "signal", "os", "sys", "time", "typing", "secrets", "subprocess",
+        "tempfile", "argparse", "dataclasses", "contextlib", "collections", "pathlib", "importlib",
+        "logging", "http", "urllib", "email", "string", "types", "abc", "io", "re", "hmac", "shlex",
+        "attr", "attrs", "cattr", "cattrs", "dill", "click", "outcome", "sniffio", "idna", "certifi",
+        "httpcore", "h11", "exceptiongroup", "sortedcontainers", "sworker_conformance", "conftest",
+        "setuptools", "hatchling", "pip", "site", "builtins", "__future__",
+    }
+)
+MAX_PACKAGE_NAME = 50
+PEP440 = re.compile(
+    r"^([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*((a|b|rc)(0|[1-9][0-9]*))?"
+    r"(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?$"
+)
+EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
+MAX_CAPACITY = 10_000
+
+
+class Rejected(ValueError):
+    """An answer that cannot produce a working package."""
+
+
+def suggest_identifier(value: str) -> str:
+    """The nearest valid package name: lower case, underscores, no leading digit."""
+    name = re.sub(r"[^a-z0-9_]+", "_", value.strip().lower()).strip("_")
+    name = re.sub(r"_+", "_", name)
+    if not name:
+        return "my_sworker"
+    if name[0].isdigit():
+        name = f"sworker_{name}"
+    if keyword.iskeyword(name) or name in SHADOWED:
+        name = f"{name}_sworker"
+    return name[:MAX_PACKAGE_NAME]
+
+
+def check_package_name(value: object) -> None:
+    name = str(value)
+    hint = f"type a lower-case identifier such as {suggest_identifier(name)!r}"
+    if not name:
+        raise Rejected(f"package_name is empty: {hint}")
+    if len(name) > MAX_PACKAGE_NAME:
+        raise Rejected(f"package_name {name!r} is longer than {MAX_PACKAGE_NAME} characters: {hint}")
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise Rejected(f"package_name {name!r} is a path, not a name: {hint}")
+    if not name.isascii():
+        raise Rejected(f"package_name {name!r} has non-ASCII characters: {hint}")
+    if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
+        raise Rejected(
+            f"package_name {name!r} is not a lower-case Python identifier "
+            f"(letters, digits, underscores; no leading digit, hyphen, dot or capital): {hint}"
+        )
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise Rejected(f"package_name {name!r} is a Python keyword: {hint}")
+    if name in SHADOWED or name in sys.stdlib_module_names:
+        raise Rejected(f"package_name {name!r} would shadow the module {name!r} that the package imports: {hint}")
+
+
+def check_capacity(value: object) -> None:
+    text = str(value).strip()
+    if not re.fullmatch(r"[0-9]+", text) or not 1 <= int(text) <= MAX_CAPACITY:
+        raise Rejected(f"capacity {value!r} is not a whole number from 1 to {MAX_CAPACITY}: type e.g. 4")
+
+
+def check_email(value: object) -> None:
+    if not EMAIL.fullmatch(str(value)):
+        raise Rejected(f"author_email {value!r} is not an email address: type e.g. 'you@example.com'")
+
+
+def check_version(value: object) -> None:
+    if not PEP440.fullmatch(str(value)):
+        raise Rejected(f"version {value!r} is not a PEP 440 version: type e.g. '0.1.0'")
+
+
+def check_license(value: object) -> None:
+    if value not in LICENSES:
+        raise Rejected(f"license {value!r} is not one of {', '.join(LICENSES)}: type one of those")
+
+
+def check_backendless(value: object) -> None:
+    if not isinstance(value, bool):
+        raise Rejected(f"backendless {value!r} is not yes or no: type yes (someone else runs the service) or no")
+
+
+def check_env_name(key: str, value: object) -> None:
+    if not ENV_NAME.fullmatch(str(value)):
+        raise Rejected(f"{key} {value!r} is not an environment variable name: type e.g. 'MY_SWORKER_URL'")
+
+
+def check_text(key: str, value: object, *, required: bool) -> None:
+    text = str(value)
+    if required and not text.strip():
+        raise Rejected(f"{key} is empty: type a short text")
+    if "\0" in text:
+        raise Rejected(f"{key} {text!r} contains a NUL character: remove it")
+
+
+def validate(answers: dict[str, Any]) -> None:
+    """Raise ``Rejected`` for the first answer that cannot produce a working package."""
+    check_backendless(answers.get("backendless"))
+    check_text("project_name", answers.get("project_name", ""), required=True)
+    check_package_name(answers.get("package_name", ""))
+    check_text("description", answers.get("description", ""), required=False)
+    check_text("author_name", answers.get("author_name", ""), required=True)
+    check_email(answers.get("author_email", ""))
+    check_version(answers.get("version", ""))
+    check_license(answers.get("license"))
+    check_capacity(answers.get("capacity", ""))
+    for key in ("service_url_env", "api_token_env"):
+        check_env_name(key, answers.get(key, ""))
+    if answers.get("service_url_env") == answers.get("api_token_env"):
+        raise Rejected("service_url_env and api_token_env are the same variable: give them different names")
+
+
+def main() -> int:
+    try:
+        validate(ANSWERS)
+    except Rejected as rejected:
+        print(f"ERROR: {rejected}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""What the demo and the tests run beside Grain for this sworker: the demo service.
+
+It stands in for the remote service on loopback, with a fresh token per run,
+and hands the head the two environment variables its client reads.
+"""
+
+from __future__ import annotations
+
+import secrets
+import socket
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from .client import TOKEN_ENV, URL_ENV
+from .local_grain import LOOPBACK, child_environment, running_process, wait_for
+from .server_process import pick_free_port
+
+
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection((LOOPBACK, port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+@contextmanager
+def local_service() -> Iterator[dict[str, str]]:
+    """Run the demo service on loopback; yield the environment the head needs."""
+    token = secrets.token_urlsafe(24)
+    port = pick_free_port(LOOPBACK)
+    module = "{{ cookiecutter.package_name }}.demo_service"
+    command = [sys.executable, "-m", module, "--port", str(port)]
+    env = child_environment(module, {TOKEN_ENV: token})
+    with tempfile.TemporaryDirectory(prefix="demo-service-") as tmp:
+        log = Path(tmp) / "service.log"
+        with running_process(command, log, env) as service:
+            wait_for(lambda: _listening(port), service, "the demo service", log)
+            yield {URL_ENV: f"http://{LOOPBACK}:{port}", TOKEN_ENV: token}

@@ -47,6 +47,14 @@ def apply_variant(project: Path, package: str, variant: str) -> None:
                 source_path.unlink()
 
 
+def remove_bytecode(project: Path) -> None:
+    """Drop __pycache__ folders that a verbatim copy may have carried over."""
+    for cache in sorted(project.rglob("__pycache__"), reverse=True):
+        for compiled in cache.iterdir():
+            compiled.unlink()
+        cache.rmdir()
+
+
 def next_steps(package: str, variant: str) -> str:
     return (
         f"Created the {variant} sworker package {package!r}. Next:\n"
@@ -63,6 +71,7 @@ def main() -> int:
     package = ANSWERS["package_name"]
     variant = variant_of(ANSWERS)
     apply_variant(Path.cwd(), package, variant)
+    remove_bytecode(Path.cwd())
     print(next_steps(package, variant))
     return 0
 

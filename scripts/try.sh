@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Bake a package from this template with default answers and run its demo on a real local Grain.
+# Extra arguments are cookiecutter answers, e.g. `bash scripts/try.sh backendless=yes`.
+source "$(dirname "${BASH_SOURCE[0]}")/env.sh"
+out="$repo/baked"
+rm -rf "$out"
+cookiecutter --no-input --output-dir "$out" "$repo" "$@"
+package="$(ls "$out")"
+cd "$out/$package"
+python -m pip install --quiet --no-deps -e .
+python -m "$package.demo"

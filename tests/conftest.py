@@ -1,0 +1,58 @@
+"""Shared set-up for the template's own tests: baking packages and running them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cookiecutter.main import cookiecutter
+
+TEMPLATE = Path(__file__).resolve().parents[1]
+REPLAY_DIR = Path(__file__).resolve().parent / "replay"
+#: One replay (answers) file per variant drives the test matrix.
+VARIANTS = sorted(path.stem for path in REPLAY_DIR.glob("*.json"))
+
+
+def replay_answers(variant: str) -> dict[str, Any]:
+    answers: dict[str, Any] = json.loads((REPLAY_DIR / f"{variant}.json").read_text())["cookiecutter"]
+    return answers
+
+
+def bake(output_dir: Path, **answers: Any) -> Path:
+    """Bake the template with ``answers`` (the rest default) and return the project folder."""
+    project = cookiecutter(
+        str(TEMPLATE),
+        no_input=True,
+        extra_context=answers,
+        output_dir=str(output_dir),
+        default_config=True,
+    )
+    return Path(project)
+
+
+def run(
+    command: list[str], cwd: Path, *, timeout: float = 300, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` in ``cwd`` with this interpreter's tools first on PATH."""
+    full_env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    full_env.pop("PYTEST_ADDOPTS", None)
+    full_env.update(env or {})
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+@pytest.fixture(scope="session", params=VARIANTS)
+def variant(request: pytest.FixtureRequest) -> str:
+    name: str = request.param
+    return name
+
+
+@pytest.fixture(scope="session")
+def baked(variant: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The variant's package baked from its replay answers (shared by the session)."""
+    return bake(tmp_path_factory.mktemp(f"baked-{variant}"), **replay_answers(variant))

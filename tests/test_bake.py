@@ -1,0 +1,83 @@
+"""Baking: each variant yields the seed's layout, clean code and a config Grain loads."""
+
+from __future__ import annotations
+
+import py_compile
+import re
+import tomllib
+from pathlib import Path
+
+from conftest import bake, replay_answers, run
+from grain.config import load_conf
+
+EXPECTED_FILES = {
+    "pyproject.toml",
+    "README.md",
+    "grain.toml",
+    "PKG/__init__.py",
+    "PKG/the_sworker.py",
+    "PKG/tasklet.py",
+    "PKG/client.py",
+    "PKG/probe.py",
+    "PKG/demo.py",
+    "PKG/local_env.py",
+    "PKG/local_grain.py",
+    "tests/conftest.py",
+    "tests/test_real_grain.py",
+    "tests/sworker_conformance/plugin.py",
+}
+VARIANT_ONLY = {"server": {"PKG/demo_server.py"}, "backendless": {"PKG/demo_service.py"}}
+JINJA_RESIDUE = re.compile(r"\{\{|\}\}|\{%|%\}|cookiecutter\.")
+
+
+def files_of(project: Path) -> set[str]:
+    return {str(path.relative_to(project)) for path in project.rglob("*") if path.is_file()}
+
+
+def test_layout_matches_the_seed_and_holds_only_the_variants_files(baked: Path, variant: str) -> None:
+    package = replay_answers(variant)["package_name"]
+    files = files_of(baked)
+    for expected in EXPECTED_FILES | VARIANT_ONLY[variant]:
+        assert expected.replace("PKG", package) in files
+    other = "backendless" if variant == "server" else "server"
+    for unexpected in VARIANT_ONLY[other]:
+        assert unexpected.replace("PKG", package) not in files
+    assert not [name for name in files if ".server." in name or ".backendless." in name]
+
+
+def test_no_jinja_residue_and_every_python_file_compiles(baked: Path) -> None:
+    for path in baked.rglob("*"):
+        if path.is_file() and path.suffix in {".py", ".toml", ".md", ".cfg", ".yaml", ".yml"}:
+            assert not JINJA_RESIDUE.search(path.read_text()), path
+        if path.suffix == ".py":
+            py_compile.compile(str(path), doraise=True)
+
+
+def test_generated_code_passes_ruff(baked: Path) -> None:
+    for command in (["ruff", "check", "."], ["ruff", "format", "--check", "."]):
+        result = run(command, baked)
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_grain_toml_loads_with_grains_loader(baked: Path, variant: str) -> None:
+    answers = replay_answers(variant)
+    config = load_conf(str(baked / "grain.toml"))
+    assert config.worker.specialized_type == f"{answers['package_name']}.the_sworker"
+    assert config.worker.res == {"Capacity": {"V": int(answers["capacity"])}}
+    assert config.head.gnaw.enabled
+
+
+def test_pyproject_parses_and_carries_the_answers(baked: Path, variant: str) -> None:
+    answers = replay_answers(variant)
+    project = tomllib.loads((baked / "pyproject.toml").read_text())["project"]
+    assert project["version"] == answers["version"]
+    assert project["description"] == answers["description"]
+    assert project["authors"] == [{"name": answers["author_name"], "email": answers["author_email"]}]
+    assert any(dep.startswith("grain-scheduler>=0.17,<0.18") for dep in project["dependencies"])
+
+
+def test_the_backendless_answer_picks_the_variant(tmp_path: Path) -> None:
+    for answer, expected in (("yes", True), ("no", False), ("true", True), ("false", False)):
+        project = bake(tmp_path / answer, backendless=answer, package_name=f"pkg_{answer}")
+        source = (project / f"pkg_{answer}" / "the_sworker.py").read_text()
+        assert ('"BACKENDLESS": True' in source) is expected, answer

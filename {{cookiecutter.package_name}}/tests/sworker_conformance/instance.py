@@ -1,0 +1,252 @@
+"""Drive a sworker module the way Grain 0.17 does.
+
+``grain_run_sworker()`` is entered in a task of its own and parked until it is
+cancelled (grain.util.as_daemon); ``name`` is popped and the other fields go
+through msgpack (worker -> Gnaw -> head); ``grain_context(**fields)`` is entered
+in another task, also torn down by cancellation.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import msgpack
+import sniffio
+from anyio.abc import TaskStatus
+
+from .footprint import Footprint
+from .rules import ContractViolation
+from .target import Target
+
+
+@dataclass
+class Instance:
+    """One running sworker instance, as the kit saw it."""
+
+    yielded: Any
+    started_in: float
+    #: Child processes and listening sockets it added while starting.
+    footprint: Footprint = field(default_factory=Footprint.empty)
+    #: What was still there after its teardown finished (the kit then killed it).
+    leftover: Footprint = field(default_factory=Footprint.empty)
+    teardown_seconds: float | None = None
+
+    @property
+    def name(self) -> Any:
+        return self.yielded.get("name") if isinstance(self.yielded, dict) else None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The fields as yielded, without ``name`` (what Grain sends to the head)."""
+        return {k: v for k, v in self.yielded.items() if k != "name"} if isinstance(self.yielded, dict) else {}
+
+
+def current_loop() -> str:
+    return sniffio.current_async_library()
+
+
+def needs_asyncio(exc: BaseException) -> bool:
+    """Whether ``exc`` is what asyncio-only code raises under trio."""
+    for error in _walk(exc):
+        text = f"{type(error).__module__}.{type(error).__name__}: {error}"
+        if "no running event loop" in text or "no current event loop" in text or text.startswith("asyncio."):
+            return True
+        if type(error).__name__ == "AsyncLibraryNotFoundError":
+            return True
+    return False
+
+
+def _walk(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        error = stack.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        yield error
+        if isinstance(error, BaseExceptionGroup):
+            stack.extend(error.exceptions)
+        for linked in (error.__cause__, error.__context__):
+            if linked is not None:
+                stack.append(linked)
+
+
+@contextmanager
+def unwrapped_groups() -> Iterator[None]:
+    """Re-raise a kit failure (or a lone error) from inside task-group exception groups as itself."""
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        for error in _walk(group):
+            if isinstance(error, AssertionError):
+                raise error from None
+        leaves = [e for e in _walk(group) if not isinstance(e, BaseExceptionGroup)]
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
+
+
+def first_violation(exc: BaseException) -> ContractViolation | None:
+    """The ContractViolation inside ``exc`` (which may be an exception group)."""
+    for error in _walk(exc):
+        if isinstance(error, ContractViolation):
+            return error
+    return None
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of the innermost meaningful exception (groups unwrapped)."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    if isinstance(exc, BaseExceptionGroup):
+        return "; ".join(describe(inner) for inner in exc.exceptions)
+    text = str(exc).strip().replace("\n", " ")
+    if len(text) > 400:
+        text = text[:400] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class ProbeFailed(AssertionError):
+    """The probe failed on a live, healthy instance: fix the module or the probe first."""
+
+
+@contextmanager
+def step(rule: int | None, what: str) -> Iterator[None]:
+    """Turn an error from the module during ``what`` into a violation of ``rule``.
+
+    Under trio, an error that asyncio-only code raises is a violation of rule 7.
+    With ``rule`` None the error is a ``ProbeFailed``: the check cannot go on.
+    """
+    try:
+        yield
+    except ContractViolation:
+        raise
+    except (Exception, BaseExceptionGroup) as exc:
+        if (violation := first_violation(exc)) is not None:
+            raise violation from None
+        loop = current_loop()
+        if loop == "trio" and needs_asyncio(exc):
+            raise ContractViolation(
+                7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}."
+            ) from None
+        if rule is None:
+            raise ProbeFailed(
+                f"{what} raised {describe(exc)} (under {loop}) on a live instance; the kit needs a "
+                "working probe to check this rule (--sworker-probe module:function)."
+            ) from None
+        raise ContractViolation(rule, f"{what} raised {describe(exc)} (under {loop}).") from None
+
+
+def msgpack_round_trip(fields: dict[str, Any], module_name: str) -> dict[str, Any]:
+    """The fields as the head receives them: packed as grain.worker sends them, unpacked as the head does."""
+    packed = msgpack.Packer().pack({"cmd": "SRG", "obj": {"_stype": module_name, **fields}})
+    unpacker = msgpack.Unpacker()
+    unpacker.feed(packed)
+    message = next(iter(unpacker))
+    received: dict[str, Any] = message["obj"]
+    received.pop("_stype")
+    return received
+
+
+def require_async_cm(value: Any, call: str) -> AbstractAsyncContextManager[Any]:
+    """``value`` if it is an async context manager, else a violation of rule 2."""
+    if inspect.iscoroutine(value):
+        value.close()
+    if not (hasattr(type(value), "__aenter__") and hasattr(type(value), "__aexit__")):
+        raise ContractViolation(
+            2, f"{call} returned {type(value).__name__}, not an async context manager; Grain enters it with 'async with'."
+        )
+    return value  # type: ignore[no-any-return]
+
+
+async def _daemon(
+    factory: Callable[[], AbstractAsyncContextManager[Any]], *, task_status: TaskStatus[Any]
+) -> None:
+    async with factory() as value:
+        task_status.started(value)
+        await anyio.sleep_forever()
+
+
+@asynccontextmanager
+async def running_instance(target: Target) -> AsyncIterator[Instance]:
+    """Enter ``grain_run_sworker()`` as Grain does; tear it down by cancellation on exit.
+
+    Start-up is bounded by ``target.startup_timeout`` (rule 9); teardown time is
+    recorded in ``Instance.teardown_seconds`` and what the module left behind
+    (child processes, listening sockets) is killed if it is still there.
+    """
+    module = target.module
+    before = Footprint.now()
+    started = time.monotonic()
+    teardown_started = None
+    instance: Instance | None = None
+    try:
+        with unwrapped_groups():
+            async with anyio.create_task_group() as group:
+                try:
+                    with anyio.fail_after(target.startup_timeout):
+                        with step(9, "grain_run_sworker() during start-up"):
+                            yielded = await group.start(
+                                _daemon, lambda: require_async_cm(module.grain_run_sworker(), "grain_run_sworker()")
+                            )
+                except TimeoutError:
+                    raise ContractViolation(
+                        9,
+                        f"grain_run_sworker() neither yielded nor raised within {target.startup_timeout:g} s "
+                        "(the kit's limit, --sworker-startup-timeout); under Grain the worker, then the head, "
+                        "would hang with no error anywhere.",
+                    ) from None
+                instance = Instance(yielded, time.monotonic() - started)
+                instance.footprint = Footprint.now().added_since(before)
+                try:
+                    yield instance
+                finally:
+                    teardown_started = time.monotonic()
+                    group.cancel_scope.cancel()
+    finally:
+        if instance is not None and teardown_started is not None:
+            instance.teardown_seconds = time.monotonic() - teardown_started
+        leftover = Footprint.now().added_since(before)
+        if instance is not None:
+            instance.leftover = leftover
+        leftover.kill()
+
+
+@asynccontextmanager
+async def running_client(target: Target, fields: dict[str, Any]) -> AsyncIterator[Any]:
+    """Enter ``grain_context(**fields)`` in a task of its own, as the head does; cancel it on exit."""
+    module = target.module
+    with unwrapped_groups():
+        async with anyio.create_task_group() as group:
+            try:
+                with anyio.fail_after(target.startup_timeout):
+                    with step(5, "grain_context(**fields) while starting"):
+                        client = await group.start(
+                            _daemon,
+                            lambda: require_async_cm(module.grain_context(**fields), "grain_context(**fields)"),
+                        )
+            except TimeoutError:
+                raise ContractViolation(
+                    5, f"grain_context(**fields) did not yield within {target.startup_timeout:g} s; the head would hang."
+                ) from None
+            try:
+                yield client
+            finally:
+                group.cancel_scope.cancel()
+
+
+async def call_probe(target: Target, client: Any, variant: int = 0) -> object:
+    """One probe call, bounded by ``target.call_timeout``."""
+    probe = target.probe
+    assert probe is not None
+    with anyio.fail_after(target.call_timeout):
+        if target.probe_takes_variant():
+            return await probe(client, variant)
+        return await probe(client)

@@ -1,0 +1,107 @@
+"""The contract's rules, numbered as in the package README, and the violation error."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule of the sworker contract, with the fix that applies in general."""
+
+    number: int
+    title: str
+    fix: str
+
+
+RULES: dict[int, Rule] = {
+    rule.number: rule
+    for rule in (
+        Rule(
+            1,
+            "GRAIN_SWORKER_CONFIG is a dict with known keys; BACKENDLESS is a bool",
+            "define GRAIN_SWORKER_CONFIG = {} for a server sworker, or {'BACKENDLESS': True} for a "
+            "backendless one (Grain reads BACKENDLESS for truth: the string 'false' counts as True).",
+        ),
+        Rule(
+            2,
+            "grain_run_sworker() and grain_context(**fields) are async context managers",
+            "decorate both with @contextlib.asynccontextmanager, and give grain_run_sworker no "
+            "required arguments: Grain calls it as grain_run_sworker().",
+        ),
+        Rule(
+            3,
+            "the yielded value is a dict with a unique, glob-free str 'name' and no '_stype'",
+            "yield a dict whose 'name' is a non-empty str without * ? [ ] that differs between live "
+            "server instances (e.g. built from host:port), and do not use the key '_stype'.",
+        ),
+        Rule(
+            4,
+            "yielded fields survive msgpack unchanged",
+            "yield only str, bytes, int (64-bit), float, bool, None, lists and dicts with str keys; "
+            "yield lists, not tuples (they arrive as lists); convert paths, sets and dates to str.",
+        ),
+        Rule(
+            5,
+            "grain_context accepts exactly the yielded fields and starts",
+            "make grain_context's parameters match the fields grain_run_sworker yields (besides "
+            "'name'), and let it raise only for a real fault: an error there crashes the head.",
+        ),
+        Rule(
+            6,
+            "cleanup runs under cancellation and finishes within 10 s",
+            "put cleanup in a finally: block around the yield (Grain cancels; code after a bare "
+            "yield never runs), shield its awaits with anyio.CancelScope(shield=True) under a "
+            "timeout of your own, and terminate, kill and reap every child process.",
+        ),
+        Rule(
+            7,
+            "the code runs under trio and never blocks the event loop",
+            "write async code with anyio or trio, not asyncio (Grain runs trio), and move blocking "
+            "calls (time.sleep, sync I/O) off the loop with anyio.to_thread.run_sync.",
+        ),
+        Rule(
+            8,
+            "one client serves V concurrent tasklets",
+            "guard the shared connection with an anyio.Lock (one request at a time) or use a "
+            "connection pool: every tasklet on an instance shares the one client at once.",
+        ),
+        Rule(
+            9,
+            "start-up is bounded: grain_run_sworker yields or raises in time",
+            "wait for the server's readiness with a timeout (anyio.fail_after) and a short backoff, "
+            "and raise a clear error, with the server's output, when it does not come up.",
+        ),
+        Rule(
+            10,
+            "a call on a dead server raises",
+            "turn EOF and lost connections into an exception (a read of b'' is not a reply): the "
+            "first call after the server stops must raise, never return a value.",
+        ),
+        Rule(
+            11,
+            "no long-lived credential in the yielded fields",
+            "read tokens and passwords from the environment inside grain_context; Gnaw keeps the "
+            "fields and hands them to the next head. A secret made fresh per instance is fine.",
+        ),
+        Rule(
+            12,
+            "the [worker] config names the module by dotted name with sworker resources only",
+            "set specialized_type = 'package.the_sworker' (not a .py path), give [worker.res] only "
+            "Capacity, Memory or WTime (no Cores, Node or Token), and never memory without cores.",
+        ),
+    )
+}
+
+
+class ContractViolation(AssertionError):
+    """A rule of the contract is broken: which one, what was seen, how to fix it."""
+
+    def __init__(self, rule: int, observed: str, fix: str | None = None) -> None:
+        self.rule = RULES[rule]
+        self.observed = observed.strip()
+        self.fix = fix or self.rule.fix
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"Rule {self.rule.number} ({self.rule.title}) is broken: {self.observed} Fix: {self.fix}"

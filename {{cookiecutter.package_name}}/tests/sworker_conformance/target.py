@@ -1,0 +1,124 @@
+"""What the kit checks: the sworker module, its probe, its environment and its config."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import os
+import tomllib
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+Probe = Callable[..., Awaitable[object]]
+Environment = Callable[[], AbstractContextManager[Mapping[str, str] | None]]
+
+
+@dataclass
+class Target:
+    """One sworker module under test and how to exercise it."""
+
+    module_name: str
+    capacity: int = 1
+    probe_name: str = ""
+    environment_name: str = ""
+    config_path: Path | None = None
+    #: Bound on grain_run_sworker()/grain_context() start-up (rule 9).
+    startup_timeout: float = 60.0
+    #: Bound on teardown after cancellation (rule 6).
+    cleanup_limit: float = 10.0
+    #: Longest event-loop stall tolerated while calls run (rule 7).
+    stall_limit: float = 0.1
+    #: Bound on one probe call.
+    call_timeout: float = 30.0
+    #: Observations already made, per event loop (see observation.py).
+    observations: dict[str, Any] = field(default_factory=dict, repr=False)
+    _module: ModuleType | None = field(default=None, repr=False)
+
+    @property
+    def module(self) -> ModuleType:
+        """The module, imported by dotted name as Grain does (import errors surface as they are)."""
+        if self._module is None:
+            self._module = importlib.import_module(self.module_name)
+        return self._module
+
+    @property
+    def probe(self) -> Probe | None:
+        return load_object(self.probe_name) if self.probe_name else None
+
+    def probe_takes_variant(self) -> bool:
+        """Whether the probe accepts a second argument that varies its call (to spot crossed replies)."""
+        probe = self.probe
+        if probe is None:
+            return False
+        parameters = list(inspect.signature(probe).parameters.values())
+        return len(parameters) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+    @property
+    def is_backendless(self) -> bool:
+        config = getattr(self.module, "GRAIN_SWORKER_CONFIG", {})
+        return bool(config.get("BACKENDLESS", False)) if isinstance(config, dict) else False
+
+    @contextmanager
+    def environment(self) -> Iterator[Mapping[str, str]]:
+        """Run what the module needs beside it (e.g. a loopback service) with its env vars set."""
+        factory: Environment = load_object(self.environment_name) if self.environment_name else nullcontext
+        with factory() as env, environ(env or {}):
+            yield env or {}
+
+
+def load_object(spec: str) -> Any:
+    """``package.module:attribute`` -> the attribute."""
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ValueError(f"{spec!r} is not in the form package.module:function")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+@contextmanager
+def environ(extra: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``extra`` set for the block."""
+    saved = {name: os.environ.get(name) for name in extra}
+    os.environ.update(extra)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """The [worker] section of a Grain config, as far as the kit reads it."""
+
+    path: Path
+    specialized_type: str
+    res: dict[str, Any]
+    script: dict[str, Any]
+
+    @property
+    def capacity(self) -> int:
+        capacity = self.res.get("Capacity", {})
+        return int(capacity.get("V", 1)) if isinstance(capacity, dict) else 1
+
+
+def read_worker_config(path: Path) -> WorkerConfig | None:
+    """The [worker] section of ``path``, or None when there is no such file or section."""
+    if not path.is_file():
+        return None
+    document = tomllib.loads(path.read_text())
+    worker = document.get("worker", {})
+    if not isinstance(worker, dict) or "specialized_type" not in worker:
+        return None
+    return WorkerConfig(
+        path=path,
+        specialized_type=str(worker["specialized_type"]),
+        res=dict(worker.get("res", {})),
+        script=dict(worker.get("script", {})),
+    )

@@ -1,0 +1,87 @@
+"""End-to-end: the package on a real Grain (head, Gnaw and, for a server sworker, a worker)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+from grain.config import load_conf
+
+from {{ cookiecutter.package_name }} import DEFAULT_CAPACITY
+from {{ cookiecutter.package_name }}.local_grain import is_backendless
+
+pytestmark = pytest.mark.real_grain
+
+PROJECT = Path(__file__).resolve().parents[1]
+SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
+DEMO_TIMEOUT = 120
+
+
+def leftover_processes(pids: list[int]) -> list[str]:
+    """Processes the demo started (by pid) or that run this package's demo backend."""
+    left = []
+    for process in psutil.process_iter(["pid", "cmdline", "status"]):
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        cmdline = " ".join(process.info["cmdline"] or [])
+        if process.info["pid"] in pids or "{{ cookiecutter.package_name }}.demo_se" in cmdline:
+            left.append(f"{process.info['pid']}: {cmdline}")
+    return left
+
+
+def test_grain_toml_loads_with_grains_own_loader() -> None:
+    config = load_conf(str(PROJECT / "grain.toml"))
+    assert config.worker.specialized_type == SWORKER
+    assert config.worker.res == {"Capacity": {"V": DEFAULT_CAPACITY}}
+    assert config.head.gnaw.enabled
+    assert config.head.listen == config.worker.dial
+
+
+def test_demo_runs_tasklets_on_real_grain_and_leaves_nothing_running() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo", "--tasks", "40", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT,
+        cwd=PROJECT,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["tasks"] == 40
+    assert summary["wrong"] == 0
+    expected_processes = 1 if is_backendless(SWORKER) else 2  # Gnaw, and a worker for a server sworker
+    assert len(summary["pids"]) == expected_processes
+    assert leftover_processes(summary["pids"]) == []
+
+
+def test_demo_at_capacity_one() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo", "--tasks", "10", "--capacity", "1", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=DEMO_TIMEOUT,
+        cwd=PROJECT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1])["wrong"] == 0
+
+
+def test_grain_up_renders_what_the_variant_needs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "grain.cli", "up", "--dry", "-c", str(PROJECT / "grain.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    if is_backendless(SWORKER):
+        assert "don't need to run a worker" in result.stderr
+    else:
+        assert "python -m grain.worker --url 'tcp://127.0.0.1:4242'" in result.stdout
+        assert f"--sworker '{SWORKER}'" in result.stdout
+        assert '"Capacity": {"V": ' + str(DEFAULT_CAPACITY) + "}" in result.stdout

@@ -15,8 +15,11 @@ _TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n"
 
 
 def py_str(value: Any) -> str:
-    """A Python string literal holding ``value`` exactly."""
-    return repr(str(value))
+    """A Python string literal holding ``value`` exactly, quoted as ``ruff format`` prefers."""
+    literal = repr(str(value))
+    if literal.startswith("'") and '"' not in literal:
+        literal = '"' + literal[1:-1] + '"'
+    return literal
 
 
 def toml_str(value: Any) -> str:

@@ -20,6 +20,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "PKG/client.server.py": "PKG/client.py",
         "PKG/local_env.server.py": "PKG/local_env.py",
         "PKG/demo_server.server.py": "PKG/demo_server.py",
+        "PKG/server_process.server.py": "PKG/server_process.py",
     },
     "backendless": {
         "PKG/the_sworker.backendless.py": "PKG/the_sworker.py",

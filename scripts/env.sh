@@ -14,3 +14,4 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     echo "$want" > "$stamp"
 fi
 export PATH="$venv/bin:$PATH"
+export PYTHONDONTWRITEBYTECODE=1

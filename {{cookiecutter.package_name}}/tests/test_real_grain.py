@@ -22,10 +22,11 @@ DEMO_TIMEOUT = 120
 
 
 def leftover_processes(pids: list[int]) -> list[str]:
-    """Processes the demo started (by pid) or that run this package's demo backend."""
+    """Processes the demo started (by pid) or that run this package's demo backend, not ours."""
+    ours = {child.pid for child in psutil.Process().children(recursive=True)}
     left = []
     for process in psutil.process_iter(["pid", "cmdline", "status"]):
-        if process.info["status"] == psutil.STATUS_ZOMBIE:
+        if process.info["status"] == psutil.STATUS_ZOMBIE or process.info["pid"] in ours:
             continue
         cmdline = " ".join(process.info["cmdline"] or [])
         if process.info["pid"] in pids or "{{ cookiecutter.package_name }}.demo_se" in cmdline:

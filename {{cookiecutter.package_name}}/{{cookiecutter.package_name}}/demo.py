@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         results, first_result_after = run_batch(grain.config_path, xs)
         pids = [pid for pid in (grain.gnaw_pid, grain.worker_pid) if pid]
     elapsed = time.perf_counter() - started
-    wrong = [(x, r) for x, r in zip(xs, results) if r != x * x]
+    wrong = [(x, r) for x, r in zip(xs, results, strict=False) if r != x * x]
     summary = {
         "tasks": len(results),
         "capacity": args.capacity,
@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(summary))
     else:
-        for x, r in list(zip(xs, results))[:5]:
+        for x, r in list(zip(xs, results, strict=False))[:5]:
             print(f"square({x:g}) = {r:g}")
         print(
             f"{len(results)} tasklets through {SWORKER} at capacity {args.capacity}: "

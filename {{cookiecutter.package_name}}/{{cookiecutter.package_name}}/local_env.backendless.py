@@ -15,8 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .client import TOKEN_ENV, URL_ENV
-from .local_grain import LOOPBACK, child_environment, running_process, wait_for
-from .server_process import pick_free_port
+from .local_grain import LOOPBACK, child_environment, free_port, running_process, wait_for
 
 
 def _listening(port: int) -> bool:
@@ -31,7 +30,7 @@ def _listening(port: int) -> bool:
 def local_service() -> Iterator[dict[str, str]]:
     """Run the demo service on loopback; yield the environment the head needs."""
     token = secrets.token_urlsafe(24)
-    port = pick_free_port(LOOPBACK)
+    port = free_port()
     module = "{{ cookiecutter.package_name }}.demo_service"
     command = [sys.executable, "-m", module, "--port", str(port)]
     env = child_environment(module, {TOKEN_ENV: token})

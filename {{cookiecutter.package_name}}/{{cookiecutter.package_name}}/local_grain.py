@@ -15,6 +15,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -23,8 +24,6 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-
-from .server_process import pick_free_port
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -46,6 +45,14 @@ class LocalGrain:
     listen: str
     gnaw_pid: int
     worker_pid: int | None
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def is_backendless(sworker: str) -> bool:
@@ -76,7 +83,7 @@ def local_grain(
     """Run Gnaw (and a worker unless the sworker is backendless) until the block ends."""
     with tempfile.TemporaryDirectory(prefix="grain-") as tmp, ExitStack() as stack:
         workdir = Path(tmp)
-        listen = f"tcp://{LOOPBACK}:{pick_free_port(LOOPBACK)}"
+        listen = f"tcp://{LOOPBACK}:{free_port()}"
         config_path = workdir / "grain.toml"
         config_path.write_text(render_config(listen, sworker, capacity, idle_quit))
         child_env = child_environment(sworker, env or {})
@@ -127,7 +134,11 @@ def running_process(
     """Run ``command`` in a session of its own, output to ``log``; stop it on exit."""
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            command, stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=dict(env),
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
             start_new_session=True,
         )
     try:

@@ -82,13 +82,15 @@ def check_config(target: Target) -> None:
     unknown = sorted(map(str, set(config) - CONFIG_KEYS))
     if unknown:
         _violation(
-            1, f"GRAIN_SWORKER_CONFIG has unknown keys {unknown}; Grain 0.17 reads only BACKENDLESS, so a "
-            "misspelt key is silently ignored."
+            1,
+            f"GRAIN_SWORKER_CONFIG has unknown keys {unknown}; Grain 0.17 reads only BACKENDLESS, so a "
+            "misspelt key is silently ignored.",
         )
     if "BACKENDLESS" in config and not isinstance(config["BACKENDLESS"], bool):
         value = config["BACKENDLESS"]
         _violation(
-            1, f"BACKENDLESS is {value!r} (a {type(value).__name__}); Grain reads it for truth, so {value!r} "
+            1,
+            f"BACKENDLESS is {value!r} (a {type(value).__name__}); Grain reads it for truth, so {value!r} "
             f"means {'backendless' if value else 'server'}, whatever it says.",
             "write BACKENDLESS=True or BACKENDLESS=False (a real bool), or leave it out for a server sworker.",
         )
@@ -106,11 +108,14 @@ def check_signatures(target: Target) -> None:
             _violation(2, f"{target.module_name} has no callable {name}; Grain calls it.")
         if inspect.iscoroutinefunction(function) or inspect.isasyncgenfunction(function):
             kind = "an undecorated async generator" if inspect.isasyncgenfunction(function) else "a coroutine function"
-            _violation(2, f"{name} is {kind}, not an async context manager; Grain enters {name}(...) with 'async with'.")
+            _violation(
+                2, f"{name} is {kind}, not an async context manager; Grain enters {name}(...) with 'async with'."
+            )
     required = [
         parameter.name
         for parameter in inspect.signature(module.grain_run_sworker).parameters.values()
-        if parameter.default is parameter.empty and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        if parameter.default is parameter.empty
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     ]
     if required:
         _violation(2, f"grain_run_sworker requires {required}; Grain calls grain_run_sworker() with no arguments.")
@@ -133,8 +138,9 @@ def check_yielded_name(target: Target, observation: Observation) -> None:
         return  # one instance per head: Gnaw merges identical backendless names
     if first.name == second.name:
         _violation(
-            3, f"two live instances both yielded the name {first.name!r}; under Gnaw the second worker is rejected "
-            "and re-runs grain_run_sworker in a tight loop, with no error anywhere."
+            3,
+            f"two live instances both yielded the name {first.name!r}; under Gnaw the second worker is rejected "
+            "and re-runs grain_run_sworker in a tight loop, with no error anywhere.",
         )
 
 
@@ -165,15 +171,17 @@ def check_cleanup(target: Target, observation: Observation) -> None:
             continue
         if instance.leftover:
             _violation(
-                6, f"after Grain-style teardown (cancellation), {instance.leftover.describe()} was still there (the "
+                6,
+                f"after Grain-style teardown (cancellation), {instance.leftover.describe()} was still there (the "
                 "kit has killed it); on a cluster that is an orphan on the worker node. Code after a bare yield "
-                "never runs."
+                "never runs.",
             )
         seconds = instance.teardown_seconds or 0.0
         if seconds > target.cleanup_limit:
             _violation(
-                6, f"teardown took {seconds:.1f} s (limit {target.cleanup_limit:g} s); Grain puts no limit on it, so "
-                "the head or the worker waits that long to exit."
+                6,
+                f"teardown took {seconds:.1f} s (limit {target.cleanup_limit:g} s); Grain puts no limit on it, so "
+                "the head or the worker waits that long to exit.",
             )
     _blocked(observation.start_error)
 
@@ -191,9 +199,10 @@ def check_event_loop_friendly(target: Target, observation: Observation) -> None:
     stalls = observation.round_stalls
     if stalls and min(stalls) > target.stall_limit:
         _violation(
-            7, f"the event loop stalled for {min(stalls) * 1000:.0f} to {max(stalls) * 1000:.0f} ms in each of "
+            7,
+            f"the event loop stalled for {min(stalls) * 1000:.0f} to {max(stalls) * 1000:.0f} ms in each of "
             f"{len(stalls)} rounds of {target.capacity} probe calls (limit {target.stall_limit * 1000:.0f} ms); "
-            "a blocking call stalls every tasklet on the head."
+            "a blocking call stalls every tasklet on the head.",
         )
 
 
@@ -210,9 +219,10 @@ def check_concurrent_clients(target: Target, observation: Observation) -> None:
     for round_number, errors in enumerate(observation.round_errors, start=1):
         if errors:
             _violation(
-                8, f"{len(errors)} of {target.capacity} concurrent probe calls on the one shared client failed "
+                8,
+                f"{len(errors)} of {target.capacity} concurrent probe calls on the one shared client failed "
                 f"(round {round_number}): {describe(errors[0])}; under Grain each failure costs the instance health, "
-                "and after 3 the head drops it and hangs."
+                "and after 3 the head drops it and hangs.",
             )
 
 
@@ -242,13 +252,15 @@ def check_dead_server_raises(target: Target, observation: DeadServerObservation)
         )
     if observation.hung:
         _violation(
-            10, f"after stopping {observation.stopped}, the next call hung instead of raising; nothing in Grain "
-            "checks sworker liveness, so the head would wait forever."
+            10,
+            f"after stopping {observation.stopped}, the next call hung instead of raising; nothing in Grain "
+            "checks sworker liveness, so the head would wait forever.",
         )
     if observation.raised is None:
         _violation(
-            10, f"after stopping {observation.stopped}, the next call returned {observation.returned!r:.80} instead "
-            "of raising; a dead server answered as a success gives users wrong results."
+            10,
+            f"after stopping {observation.stopped}, the next call returned {observation.returned!r:.80} instead "
+            "of raising; a dead server answered as a success gives users wrong results.",
         )
 
 
@@ -296,8 +308,9 @@ def find_long_lived_credential(first: dict[str, Any], second: dict[str, Any] | N
         for key, value in _credential_fields(first):
             if value not in (None, "", b"", 0) and other.get(key) == value:
                 return (
-                    f"the field {key!r} is named like a credential and has the same value in two instances, so it "
-                    "is long-lived (an ephemeral secret made fresh for each instance, like secrets.token_hex(), is fine)"
+                    f"the field {key!r} is named like a credential and has the same value in two instances, so "
+                    "it is long-lived (an ephemeral secret made fresh for each instance, like secrets.token_hex(), "
+                    "is fine)"
                 )
     return None
 
@@ -311,8 +324,9 @@ def check_no_credentials(observation: Observation) -> None:
     reason = find_long_lived_credential(observation.instance.fields, second)
     if reason:
         _violation(
-            11, f"{reason}; the fields travel through Gnaw, which keeps them after the head exits and hands them to "
-            "the next head that attaches."
+            11,
+            f"{reason}; the fields travel through Gnaw, which keeps them after the head exits and hands them to "
+            "the next head that attaches.",
         )
 
 
@@ -329,27 +343,31 @@ def check_config_snippet(target: Target) -> None:
         pytest.skip(f"{config.path} configures {stype!r}, not {target.module_name!r}")
     if stype.endswith(".py") or "/" in stype:
         _violation(
-            12, f"specialized_type = {stype!r} is a file path; Grain re-executes such a file on every load, so module "
-            "state is not shared between grain_run_sworker and grain_context."
+            12,
+            f"specialized_type = {stype!r} is a file path; Grain re-executes such a file on every load, so module "
+            "state is not shared between grain_run_sworker and grain_context.",
         )
     try:
         importlib.import_module(stype)
     except Exception as exc:
         _violation(
-            12, f"specialized_type = {stype!r} does not import by that dotted name ({describe(exc)}); the head and "
-            "every worker import it so."
+            12,
+            f"specialized_type = {stype!r} does not import by that dotted name ({describe(exc)}); the head and "
+            "every worker import it so.",
         )
     bad = sorted(set(config.res) - SWORKER_RESOURCES)
     if bad:
         _violation(
-            12, f"[worker.res] in {config.path.name} asks for {bad}; Grain sends tasklets with Cores/Node to "
-            "ordinary workers, a Cores tasklet on an sworker crashes the head, and Token has no msgpack encoding."
+            12,
+            f"[worker.res] in {config.path.name} asks for {bad}; Grain sends tasklets with Cores/Node to "
+            "ordinary workers, a Cores tasklet on an sworker crashes the head, and Token has no msgpack encoding.",
         )
     memory, cores = config.script.get("memory", 0), config.script.get("cores", 0)
     if memory and not cores:
         _violation(
-            12, f"[worker.script] in {config.path.name} sets memory = {memory} without cores; Gnaw panics on the "
-            "resulting Node(N=0)."
+            12,
+            f"[worker.script] in {config.path.name} sets memory = {memory} without cores; Gnaw panics on the "
+            "resulting Node(N=0).",
         )
     capacity = config.res.get("Capacity")
     if capacity is not None and not (

@@ -161,14 +161,13 @@ def require_async_cm(value: Any, call: str) -> AbstractAsyncContextManager[Any]:
         value.close()
     if not (hasattr(type(value), "__aenter__") and hasattr(type(value), "__aexit__")):
         raise ContractViolation(
-            2, f"{call} returned {type(value).__name__}, not an async context manager; Grain enters it with 'async with'."
+            2,
+            f"{call} returned {type(value).__name__}, not an async context manager; Grain enters it with 'async with'.",
         )
     return value  # type: ignore[no-any-return]
 
 
-async def _daemon(
-    factory: Callable[[], AbstractAsyncContextManager[Any]], *, task_status: TaskStatus[Any]
-) -> None:
+async def _daemon(factory: Callable[[], AbstractAsyncContextManager[Any]], *, task_status: TaskStatus[Any]) -> None:
     async with factory() as value:
         task_status.started(value)
         await anyio.sleep_forever()
@@ -234,7 +233,8 @@ async def running_client(target: Target, fields: dict[str, Any]) -> AsyncIterato
                         )
             except TimeoutError:
                 raise ContractViolation(
-                    5, f"grain_context(**fields) did not yield within {target.startup_timeout:g} s; the head would hang."
+                    5,
+                    f"grain_context(**fields) did not yield within {target.startup_timeout:g} s; the head would hang.",
                 ) from None
             try:
                 yield client

@@ -19,7 +19,6 @@ import anyio
 
 from .instance import (
     Instance,
-    ProbeFailed,
     call_probe,
     current_loop,
     msgpack_round_trip,
@@ -71,8 +70,9 @@ def validate_yield(yielded: Any) -> None:
     """Rule 3: the yielded value is a dict with a usable name and without the reserved key."""
     if not isinstance(yielded, dict):
         raise ContractViolation(
-            3, f"grain_run_sworker yielded a {type(yielded).__name__} ({yielded!r:.80}), not a dict; Grain pops "
-            "'name' from it and sends the rest to the head."
+            3,
+            f"grain_run_sworker yielded a {type(yielded).__name__} ({yielded!r:.80}), not a dict; Grain pops "
+            "'name' from it and sends the rest to the head.",
         )
     if "name" not in yielded:
         raise ContractViolation(
@@ -81,16 +81,20 @@ def validate_yield(yielded: Any) -> None:
     name = yielded["name"]
     if not isinstance(name, str) or not name:
         raise ContractViolation(
-            3, f"'name' is {name!r} (a {type(name).__name__}); Gnaw drops a registration whose name is not a "
-            "non-empty str and the head hangs, or the worker re-registers in a tight loop."
+            3,
+            f"'name' is {name!r} (a {type(name).__name__}); Gnaw drops a registration whose name is not a "
+            "non-empty str and the head hangs, or the worker re-registers in a tight loop.",
         )
     if GLOB_CHARACTERS & set(name):
         raise ContractViolation(
-            3, f"'name' {name!r} has the glob characters {sorted(GLOB_CHARACTERS & set(name))}; Grain matches "
-            "names as patterns when workers leave, so this instance is never removed from Gnaw's pool."
+            3,
+            f"'name' {name!r} has the glob characters {sorted(GLOB_CHARACTERS & set(name))}; Grain matches "
+            "names as patterns when workers leave, so this instance is never removed from Gnaw's pool.",
         )
     if "_stype" in yielded:
-        raise ContractViolation(3, "the yielded dict uses the key '_stype', which Grain reserves for the module's name.")
+        raise ContractViolation(
+            3, "the yielded dict uses the key '_stype', which Grain reserves for the module's name."
+        )
 
 
 def fields_after_msgpack(target: Target, fields: dict[str, Any]) -> dict[str, Any]:
@@ -102,13 +106,15 @@ def fields_after_msgpack(target: Target, fields: dict[str, Any]) -> dict[str, An
             received = msgpack_round_trip({key: value}, target.module_name)
         except (TypeError, OverflowError, ValueError) as exc:
             raise ContractViolation(
-                4, f"the field {key!r} = {value!r:.80} does not survive msgpack ({describe(exc)}); Grain crashes "
-                "the head or the worker when it sends it."
+                4,
+                f"the field {key!r} = {value!r:.80} does not survive msgpack ({describe(exc)}); Grain crashes "
+                "the head or the worker when it sends it.",
             ) from None
         for path, sent, got in _type_changes(value, received[key], repr(key)):
             raise ContractViolation(
-                4, f"the field {path} is yielded as a {type(sent).__name__} ({sent!r:.60}) but arrives as a "
-                f"{type(got).__name__} ({got!r:.60}) after msgpack."
+                4,
+                f"the field {path} is yielded as a {type(sent).__name__} ({sent!r:.60}) but arrives as a "
+                f"{type(got).__name__} ({got!r:.60}) after msgpack.",
             )
     return msgpack_round_trip(fields, target.module_name)
 
@@ -121,7 +127,7 @@ def _type_changes(sent: Any, got: Any, path: str) -> list[tuple[str, Any, Any]]:
         for key in sent:
             changes += _type_changes(sent[key], got.get(key), f"{path}[{key!r}]")
     elif isinstance(sent, list):
-        for index, (a, b) in enumerate(zip(sent, got)):
+        for index, (a, b) in enumerate(zip(sent, got, strict=False)):
             changes += _type_changes(a, b, f"{path}[{index}]")
     return changes
 
@@ -211,8 +217,9 @@ async def observe(target: Target) -> Observation:
                 inspect.signature(target.module.grain_context).bind(**observation.fields)
             except TypeError as exc:
                 observation.context_error = ContractViolation(
-                    5, f"grain_context does not accept the yielded fields {sorted(observation.fields)}: {exc}; "
-                    "Grain calls grain_context(**fields) and the head crashes with TypeError."
+                    5,
+                    f"grain_context does not accept the yielded fields {sorted(observation.fields)}: {exc}; "
+                    "Grain calls grain_context(**fields) and the head crashes with TypeError.",
                 )
                 return observation
             await _exercise_client(target, observation)

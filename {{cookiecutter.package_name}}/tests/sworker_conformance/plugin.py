@@ -29,20 +29,39 @@ _portability: list[tuple[str, str]] = []
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("sworker", "sworker conformance kit")
-    group.addoption("--sworker", default=None, help="dotted name of the sworker module to check (default: grain.toml's specialized_type)")
-    group.addoption("--sworker-probe", default=None, help="module:function, an async probe(client) making one representative call")
+    group.addoption(
+        "--sworker",
+        default=None,
+        help="dotted name of the sworker module to check (default: grain.toml's specialized_type)",
+    )
+    group.addoption(
+        "--sworker-probe", default=None, help="module:function, an async probe(client) making one representative call"
+    )
     group.addoption(
         "--sworker-environment",
         default=None,
-        help="module:function, a context manager that runs what the module needs (e.g. its service) and yields env vars",
+        help="module:function, a context manager running what the module needs (e.g. its service), yielding env vars",
     )
-    group.addoption("--sworker-config", default=None, help="the Grain config whose [worker] section is checked (default: grain.toml)")
-    group.addoption("--sworker-capacity", type=int, default=None, help="V: concurrent calls per instance (default: from the config)")
-    group.addoption("--sworker-startup-timeout", type=float, default=60.0, help="seconds grain_run_sworker may take to yield (rule 9)")
+    group.addoption(
+        "--sworker-config",
+        default=None,
+        help="the Grain config whose [worker] section is checked (default: grain.toml)",
+    )
+    group.addoption(
+        "--sworker-capacity", type=int, default=None, help="V: concurrent calls per instance (default: from the config)"
+    )
+    group.addoption(
+        "--sworker-startup-timeout",
+        type=float,
+        default=60.0,
+        help="seconds grain_run_sworker may take to yield (rule 9)",
+    )
     group.addoption("--sworker-cleanup-limit", type=float, default=10.0, help="seconds teardown may take (rule 6)")
     parser.addini("sworker_probe", "the package's own probe (module:function), used for its own sworker")
     parser.addini("sworker_environment", "the package's own environment (module:function), used for its own sworker")
-    parser.addini("sworker_config", "the Grain config to read (default: grain.toml in the rootdir)", default="grain.toml")
+    parser.addini(
+        "sworker_config", "the Grain config to read (default: grain.toml in the rootdir)", default="grain.toml"
+    )
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -103,7 +122,9 @@ def run_under_trio(function: Callable[[], Any], deadline: float = TRIO_DEADLINE)
     thread.start()
     thread.join(deadline)
     if thread.is_alive():
-        pytest.fail(f"the check did not finish within {deadline:g} s under trio: a start-up or teardown that never ends")
+        pytest.fail(
+            f"the check did not finish within {deadline:g} s under trio: a start-up or teardown that never ends"
+        )
     if "error" in outcome:
         raise outcome["error"]
 
@@ -134,7 +155,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if error is not None and isinstance(error, pytest.skip.Exception):
         return
     violation = first_violation(error) if error is not None else None
-    message = str(violation) if violation else (str(error) if isinstance(error, ProbeFailed) else describe(error)) if error else None
+    message = (
+        str(violation)
+        if violation
+        else (str(error) if isinstance(error, ProbeFailed) else describe(error))
+        if error
+        else None
+    )
     if loop == "asyncio":
         _asyncio_outcomes[check] = message
         if error is not None:

@@ -92,11 +92,11 @@ async def _wait_until_listening(
     command: Sequence[str],
     host: str,
     port: int,
-    timeout: float,
+    seconds: float,
     output: IO[bytes],
 ) -> None:
     delay = FIRST_POLL_DELAY
-    with anyio.move_on_after(timeout):
+    with anyio.move_on_after(seconds):
         while True:
             if process.returncode is not None:
                 raise ServerStartError(
@@ -112,8 +112,7 @@ async def _wait_until_listening(
                 await stream.aclose()
                 return
     raise ServerStartError(
-        f"server did not listen on {host}:{port} within {timeout:g} s; "
-        f"command: {shlex.join(command)}{_tail(output)}"
+        f"server did not listen on {host}:{port} within {seconds:g} s; command: {shlex.join(command)}{_tail(output)}"
     )
 
 

@@ -192,6 +192,9 @@ def _gnaw_binary() -> str:
 def child_environment(module: str, extra: Mapping[str, str]) -> dict[str, str]:
     """This process's environment plus ``extra``, in which a child imports ``module`` as we do."""
     spec = importlib.util.find_spec(module.partition(".")[0])
-    roots = [str(Path(origin).parent.parent)] if spec and (origin := spec.origin) else []
+    roots = []
+    if spec and spec.origin:
+        # A package's __init__.py sits one folder deeper than a top-level module file.
+        roots.append(str(Path(spec.origin).parents[1 if spec.submodule_search_locations else 0]))
     pythonpath = os.pathsep.join([*roots, *filter(None, [os.environ.get("PYTHONPATH")])])
     return {**os.environ, **extra, "PYTHONPATH": pythonpath}

@@ -1,0 +1,114 @@
+"""One benchmark measurement in a fresh process; prints one JSON line.
+
+Run by bench/run.py with PYTHONPATH holding a baked package and bench/:
+
+    driver.py grain --harness PKG --sworker MOD --tasklet MOD:NAME --capacity V --tasks N [--env MOD:NAME]
+    driver.py readiness --package PKG --repeats N
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+FLOORS = Path(__file__).resolve().parent / "floors"
+
+
+def load(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def measure_grain(args: argparse.Namespace) -> dict[str, float]:
+    import grain.delayed
+    from grain.delayed import each
+    from grain.resource import Capacity
+
+    local_grain = importlib.import_module(f"{args.harness}.local_grain")
+    environ = importlib.import_module(f"{args.harness}.demo").environ
+    tasklet = load(args.tasklet)
+    environment = load(args.env)() if args.env else nullcontext({})
+    xs = [float(i) for i in range(args.tasks)]
+    timings: dict[str, float] = {}
+
+    async def batch() -> None:
+        futures = [(tasklet @ Capacity(1))(x) for x in xs]
+        first = await futures[0]
+        timings["first"] = time.perf_counter()
+        rest = await each(futures[1:])
+        timings["end"] = time.perf_counter()
+        assert [first, *rest] == [x * x for x in xs], "wrong results"
+
+    with (
+        environment as env,
+        environ(env),
+        local_grain.local_grain(args.sworker, capacity=args.capacity, env=env) as g,
+    ):
+        started = time.perf_counter()
+        grain.delayed.run(batch, config_file=str(g.config_path))
+    steady = (args.tasks - 1) / (timings["end"] - timings["first"]) if args.tasks > 1 else 0.0
+    return {
+        "first_result_s": timings["first"] - started,
+        "total_s": timings["end"] - started,
+        "steady_per_s": steady,
+        "per_tasklet_ms": 1000 * (timings["end"] - started) / args.tasks,
+    }
+
+
+def measure_readiness(args: argparse.Namespace) -> dict[str, float]:
+    """Time from the server listening to grain_run_sworker yielding, with a server that stamps its listen."""
+    import anyio
+
+    sworker = importlib.import_module(f"{args.package}.the_sworker")
+    latencies = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for index in range(args.repeats):
+            stamp = Path(tmp) / f"stamp{index}"
+            sworker.SERVER_COMMAND = [
+                sys.executable,
+                str(FLOORS / "listen_stamp.py"),
+                "{host}",
+                "{port}",
+                str(stamp),
+            ]
+
+            async def once(stamp: Path) -> float:
+                async with sworker.grain_run_sworker():
+                    yielded_at = time.time()
+                return yielded_at - float(stamp.read_text())
+
+            latencies.append(anyio.run(once, stamp, backend="trio"))
+    return {
+        "readiness_median_ms": 1000 * statistics.median(latencies),
+        "readiness_max_ms": 1000 * max(latencies),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="mode", required=True)
+    g = sub.add_parser("grain")
+    g.add_argument("--harness", required=True)
+    g.add_argument("--sworker", required=True)
+    g.add_argument("--tasklet", required=True)
+    g.add_argument("--capacity", type=int, required=True)
+    g.add_argument("--tasks", type=int, required=True)
+    g.add_argument("--env", default="")
+    r = sub.add_parser("readiness")
+    r.add_argument("--package", required=True)
+    r.add_argument("--repeats", type=int, default=10)
+    args = parser.parse_args()
+    result = measure_grain(args) if args.mode == "grain" else measure_readiness(args)
+    print("BENCH " + json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

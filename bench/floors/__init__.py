@@ -1,0 +1,1 @@
+"""Floors for the benchmarks: the least a sworker can cost on real Grain."""

@@ -4,6 +4,7 @@ Run by bench/run.py with PYTHONPATH holding a baked package and bench/:
 
     driver.py grain --harness PKG --sworker MOD --tasklet MOD:NAME --capacity V --tasks N [--env MOD:NAME]
     driver.py readiness --package PKG --repeats N
+    driver.py client --package PKG --capacity V [--calls N]
 """
 
 from __future__ import annotations
@@ -92,6 +93,33 @@ def measure_readiness(args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def measure_client(args: argparse.Namespace) -> dict[str, float]:
+    """Calls per second through the package's client alone (no Grain): what the service itself costs."""
+    import anyio
+
+    sworker = importlib.import_module(f"{args.package}.the_sworker")
+    local_service = importlib.import_module(f"{args.package}.local_env").local_service
+    environ = importlib.import_module(f"{args.package}.demo").environ
+
+    async def main() -> float:
+        async with sworker.grain_run_sworker() as yielded:
+            fields = {key: value for key, value in yielded.items() if key != "name"}
+            async with sworker.grain_context(**fields) as client:
+
+                async def worker(count: int) -> None:
+                    for i in range(count):
+                        await client.square(float(i))
+
+                started = time.perf_counter()
+                async with anyio.create_task_group() as group:
+                    for _ in range(args.capacity):
+                        group.start_soon(worker, args.calls // args.capacity)
+                return (args.calls // args.capacity) * args.capacity / (time.perf_counter() - started)
+
+    with local_service() as env, environ(env):
+        return {"client_calls_per_s": anyio.run(main, backend="trio")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="mode", required=True)
@@ -105,8 +133,13 @@ def main() -> None:
     r = sub.add_parser("readiness")
     r.add_argument("--package", required=True)
     r.add_argument("--repeats", type=int, default=10)
+    c = sub.add_parser("client")
+    c.add_argument("--package", required=True)
+    c.add_argument("--capacity", type=int, required=True)
+    c.add_argument("--calls", type=int, default=400)
     args = parser.parse_args()
-    result = measure_grain(args) if args.mode == "grain" else measure_readiness(args)
+    measure = {"grain": measure_grain, "readiness": measure_readiness, "client": measure_client}[args.mode]
+    result = measure(args)
     print("BENCH " + json.dumps(result))
 
 

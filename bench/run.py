@@ -268,6 +268,21 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
                     settings.repeats,
                 )
                 log(f"  {key}: {report['throughput'][key]}")
+        log("the clients alone ...")
+        report["client"] = {
+            f"{kind}|{capacity}": driver(
+                baked[kind],
+                "client",
+                "--package",
+                packages[kind],
+                "--capacity",
+                str(capacity),
+                "--calls",
+                str(settings.tasks),
+            )["client_calls_per_s"]
+            for kind in ("server", "backendless")
+            for capacity in sorted({1, default_capacity[kind]})
+        }
         log("readiness latency ...")
         report["readiness"] = driver(
             baked["server"],
@@ -404,6 +419,15 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
             f"| {label} | {capacity} | {value['steady_per_s']:.0f} | {speed:.2f} {verdict(speed >= 0.9)} | "
             f"{value['first_result_s']:.3f} | {start:.2f} {verdict(start <= 1.1)} |"
         )
+    lines += [
+        "",
+        "The generated clients alone, without Grain (calls/s through grain_context's client on the same loopback "
+        "server or service): a tasklet can go no faster than its client.",
+        "",
+        "| variant | V | client calls/s |",
+        "|---|---|---|",
+        *[f"| {key.split('|')[0]} | {key.split('|')[1]} | {value:.0f} |" for key, value in report["client"].items()],
+    ]
     readiness = report["readiness"]
     lines += [
         "",

@@ -21,13 +21,24 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "PKG/local_env.server.py": "PKG/local_env.py",
         "PKG/demo_server.server.py": "PKG/demo_server.py",
         "PKG/server_process.server.py": "PKG/server_process.py",
+        "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
     },
     "backendless": {
         "PKG/the_sworker.backendless.py": "PKG/the_sworker.py",
         "PKG/client.backendless.py": "PKG/client.py",
         "PKG/local_env.backendless.py": "PKG/local_env.py",
         "PKG/demo_service.backendless.py": "PKG/demo_service.py",
+        "tests/test_lifecycle.backendless.py": "tests/test_lifecycle.py",
     },
+}
+
+
+#: license answer -> its whole-file text in the template; the chosen one becomes LICENSE.
+LICENSE_FILES: dict[str, str] = {
+    "MIT": "LICENSE.MIT",
+    "BSD-3-Clause": "LICENSE.BSD-3-Clause",
+    "Apache-2.0": "LICENSE.Apache-2.0",
+    "Proprietary": "LICENSE.Proprietary",
 }
 
 
@@ -46,6 +57,18 @@ def apply_variant(project: Path, package: str, variant: str) -> None:
                 source_path.replace(project / target.replace("PKG", package))
             else:
                 source_path.unlink()
+
+
+def apply_license(project: Path, license_name: str) -> None:
+    """Rename the chosen license's file to LICENSE and delete the others (a no-op once done)."""
+    for name, source in LICENSE_FILES.items():
+        source_path = project / source
+        if not source_path.exists():
+            continue  # already applied
+        if name == license_name:
+            source_path.replace(project / "LICENSE")
+        else:
+            source_path.unlink()
 
 
 def remove_bytecode(project: Path) -> None:
@@ -72,6 +95,7 @@ def main() -> int:
     package = ANSWERS["package_name"]
     variant = variant_of(ANSWERS)
     apply_variant(Path.cwd(), package, variant)
+    apply_license(Path.cwd(), ANSWERS["license"])
     remove_bytecode(Path.cwd())
     print(next_steps(package, variant))
     return 0

@@ -10,6 +10,7 @@ import json
 import keyword
 import re
 import sys
+import unicodedata
 from typing import Any
 
 ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
@@ -18,22 +19,22 @@ LICENSES = ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary")
 #: Modules the generated package imports, or that a test run imports: a package
 #: with one of these names would shadow it.
 SHADOWED = frozenset(
-    {
-        "grain", "trio", "anyio", "msgpack", "httpx", "psutil", "pytest", "json", "test", "tests",
-        "asyncio", "socket", "signal", "os", "sys", "time", "typing", "secrets", "subprocess",
-        "tempfile", "argparse", "dataclasses", "contextlib", "collections", "pathlib", "importlib",
-        "logging", "http", "urllib", "email", "string", "types", "abc", "io", "re", "hmac", "shlex",
-        "attr", "attrs", "cattr", "cattrs", "dill", "click", "outcome", "sniffio", "idna", "certifi",
-        "httpcore", "h11", "exceptiongroup", "sortedcontainers", "sworker_conformance", "conftest",
-        "setuptools", "hatchling", "pip", "site", "builtins", "__future__",
-    }
+    """
+    grain trio anyio msgpack httpx psutil pytest json test tests asyncio socket signal os sys time typing
+    secrets subprocess tempfile argparse dataclasses contextlib collections pathlib importlib logging http
+    urllib email string types abc io re hmac shlex attr attrs cattr cattrs dill click outcome sniffio idna
+    certifi httpcore h11 exceptiongroup sortedcontainers sworker_conformance conftest setuptools hatchling
+    pip site builtins __future__
+    """.split()
 )
 MAX_PACKAGE_NAME = 50
 PEP440 = re.compile(
     r"^([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*((a|b|rc)(0|[1-9][0-9]*))?"
     r"(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?$"
 )
-EMAIL = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$")
+EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
+)
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
 MAX_CAPACITY = 10_000
 
@@ -44,7 +45,8 @@ class Rejected(ValueError):
 
 def suggest_identifier(value: str) -> str:
     """The nearest valid package name: lower case, underscores, no leading digit."""
-    name = re.sub(r"[^a-z0-9_]+", "_", value.strip().lower()).strip("_")
+    ascii_text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
+    name = re.sub(r"[^a-z0-9_]+", "_", ascii_text.strip().lower()).strip("_")
     name = re.sub(r"_+", "_", name)
     if not name:
         return "my_sworker"
@@ -60,10 +62,10 @@ def check_package_name(value: object) -> None:
     hint = f"type a lower-case identifier such as {suggest_identifier(name)!r}"
     if not name:
         raise Rejected(f"package_name is empty: {hint}")
-    if len(name) > MAX_PACKAGE_NAME:
-        raise Rejected(f"package_name {name!r} is longer than {MAX_PACKAGE_NAME} characters: {hint}")
     if "/" in name or "\\" in name or name.startswith("."):
         raise Rejected(f"package_name {name!r} is a path, not a name: {hint}")
+    if len(name) > MAX_PACKAGE_NAME:
+        raise Rejected(f"package_name {name!r} is longer than {MAX_PACKAGE_NAME} characters: {hint}")
     if not name.isascii():
         raise Rejected(f"package_name {name!r} has non-ASCII characters: {hint}")
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
@@ -112,8 +114,9 @@ def check_text(key: str, value: object, *, required: bool) -> None:
     text = str(value)
     if required and not text.strip():
         raise Rejected(f"{key} is empty: type a short text")
-    if "\0" in text:
-        raise Rejected(f"{key} {text!r} contains a NUL character: remove it")
+    bad = sorted({char for char in text if (ord(char) < 0x20 and char not in "\t\n\r") or ord(char) == 0x7F})
+    if bad:
+        raise Rejected(f"{key} {text!r} contains the control character(s) {''.join(bad)!r}: remove them")
 
 
 def validate(answers: dict[str, Any]) -> None:

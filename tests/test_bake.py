@@ -27,7 +27,7 @@ EXPECTED_FILES = {
     "tests/sworker_conformance/plugin.py",
 }
 VARIANT_ONLY = {"server": {"PKG/demo_server.py"}, "backendless": {"PKG/demo_service.py"}}
-JINJA_RESIDUE = re.compile(r"\{\{-?\s*\w|\{%-?\s|\s-?%\}|cookiecutter\.")
+JINJA_RESIDUE = re.compile(r"(?<!\$)\{\{-?\s*\w|\{%-?\s|\s-?%\}|cookiecutter\.")
 
 
 def files_of(project: Path) -> set[str]:

@@ -7,7 +7,9 @@ gone or refuses the call always raises: no error is ever taken for a result.
 
 from __future__ import annotations
 
+import functools
 import os
+import ssl
 from typing import Any
 
 import anyio
@@ -39,6 +41,13 @@ def required_env(name: str, what: str) -> str:
     return value
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext | bool:
+    """One TLS context per process, shared by every client: building one loads the CA bundle (~0.1 s)."""
+    create = getattr(httpx, "create_ssl_context", None)  # httpx >= 0.28; older: its default
+    return create() if create is not None else True
+
+
 class Client:
     """Calls the service's ``POST /<op>`` endpoints; safe for concurrent tasklets."""
 
@@ -48,6 +57,7 @@ class Client:
             base_url=self._base_url,
             headers={"Authorization": f"Bearer {token}"},
             timeout=REQUEST_TIMEOUT,
+            verify=tls_context(),
         )
 
     @classmethod

@@ -22,6 +22,10 @@ class Handler(BaseHTTPRequestHandler):
     """Answers ``POST /square``; refuses callers without the token."""
 
     token = ""
+    #: Keep-alive: the client reuses its connections instead of one per call;
+    #: without Nagle's algorithm, a reply's headers and body leave at once.
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True
 
     def do_POST(self) -> None:
         offered = self.headers.get("Authorization", "")

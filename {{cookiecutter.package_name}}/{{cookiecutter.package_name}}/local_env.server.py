@@ -1,7 +1,8 @@
 """What the demo and the tests run beside Grain for this sworker.
 
 Nothing, for a server sworker: the worker's ``grain_run_sworker`` starts the
-server. On one machine it listens on loopback, set explicitly here.
+server. On one machine it listens on, and is reached at, loopback: set
+explicitly here, whatever this node's name resolves to.
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .the_sworker import HOST_ENV
+from .the_sworker import ADVERTISE_HOST_ENV, HOST_ENV
+
+LOOPBACK = "127.0.0.1"
 
 
 @contextmanager
 def local_service() -> Iterator[dict[str, str]]:
     """The environment variables the head and the worker need on one machine."""
-    yield {HOST_ENV: "127.0.0.1"}
+    yield {HOST_ENV: LOOPBACK, ADVERTISE_HOST_ENV: LOOPBACK}

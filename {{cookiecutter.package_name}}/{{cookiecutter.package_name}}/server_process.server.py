@@ -53,15 +53,22 @@ async def running_server(
     The server runs in a session of its own, so the whole process group it may
     have spawned is signalled at teardown: SIGTERM, ``stop_grace`` seconds, SIGKILL.
     """
+    if isinstance(command, str):
+        raise TypeError("the server command must be a list of arguments, never a shell string")
     with tempfile.TemporaryFile() as output:
-        process = await anyio.open_process(
-            list(command),
-            stdin=DEVNULL,
-            stdout=output,
-            stderr=STDOUT,
-            start_new_session=True,
-            env=None if env is None else {**os.environ, **env},
-        )
+        try:
+            process = await anyio.open_process(
+                list(command),
+                stdin=DEVNULL,
+                stdout=output,
+                stderr=STDOUT,
+                start_new_session=True,
+                env=None if env is None else {**os.environ, **env},
+            )
+        except OSError as exc:  # not found, not executable, ...
+            raise ServerStartError(
+                f"cannot start the server: {type(exc).__name__}: {exc}; command: {shlex.join(command)}"
+            ) from exc
         try:
             await _wait_until_listening(process, command, host, port, startup_timeout, output)
             yield process

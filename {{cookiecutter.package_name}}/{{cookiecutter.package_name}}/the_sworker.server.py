@@ -33,17 +33,30 @@ SERVER_COMMAND: list[str] = [
     "{port}",
 ]
 
-#: Address the server listens on and the head connects to. Unset, it is this
-#: node's own address (from its host name), which other nodes can reach.
+#: Address the server listens on; ``0.0.0.0`` is every interface. Unset, it is
+#: this node's own address (from its host name), which other nodes can reach.
 HOST_ENV = "{{ cookiecutter.package_name | upper }}_HOST"
+#: Address the head is told to connect to, if not the one above (e.g. when the
+#: server listens on ``0.0.0.0``, where the default is this node's address).
+ADVERTISE_HOST_ENV = "{{ cookiecutter.package_name | upper }}_ADVERTISE_HOST"
 #: Seconds to wait for the server to listen before giving up with an error.
 STARTUP_TIMEOUT_ENV = "{{ cookiecutter.package_name | upper }}_STARTUP_TIMEOUT"
 DEFAULT_STARTUP_TIMEOUT = 60.0
 
 
-def server_host() -> str:
-    """Where the server listens: ``HOST_ENV`` if set, else this node's address."""
-    return os.environ.get(HOST_ENV) or socket.gethostbyname(socket.gethostname())
+def server_addresses() -> tuple[str, str]:
+    """Where the server listens, and the address the head connects to (yielded as ``host``)."""
+    bind = os.environ.get(HOST_ENV) or node_address()
+    advertised = os.environ.get(ADVERTISE_HOST_ENV) or (node_address() if bind == "0.0.0.0" else bind)
+    return bind, advertised
+
+
+def node_address() -> str:
+    """This node's address, from its host name; warns if that is loopback (unreachable from the head)."""
+    address = socket.gethostbyname(socket.gethostname())
+    if address.startswith("127."):
+        print(f"this node's name resolves to {address}, which the head cannot reach: set {HOST_ENV}", file=sys.stderr)
+    return address
 
 
 def startup_timeout() -> float:
@@ -58,15 +71,15 @@ def startup_timeout() -> float:
 @asynccontextmanager
 async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
     """Start one server instance on this node; yield its name and how to reach it."""
-    host = server_host()
-    port = pick_free_port(host)
-    command = [part.format(host=host, port=port) for part in SERVER_COMMAND]
+    bind, host = server_addresses()
+    port = pick_free_port(bind)
+    command = [part.format(host=bind, port=port) for part in SERVER_COMMAND]
     # A fresh secret per instance: only the head that receives it may connect.
     # It reaches the server through the environment, never the command line.
     secret = secrets.token_hex(16)
     async with running_server(
         command,
-        host=host,
+        host="127.0.0.1" if bind == "0.0.0.0" else bind,  # where the readiness check connects
         port=port,
         startup_timeout=startup_timeout(),
         env={SECRET_ENV: secret},

@@ -134,6 +134,14 @@ def check_yielded_name(target: Target, observation: Observation) -> None:
     _raise_own(observation, 3)
     _blocked(observation.start_error)
     first, second = observation.instance, observation.second
+    if first is not None and second is not None and first.name == second.name and not target.is_backendless:
+        try:
+            check_config(target)
+        except ContractViolation as violation:
+            pytest.skip(
+                "name uniqueness not checked: rule 1 failed first, so the variant is unclear "
+                f"({violation.observed[:160]})"
+            )
     if target.is_backendless or first is None or second is None:
         return  # one instance per head: Gnaw merges identical backendless names
     if first.name == second.name:
@@ -255,6 +263,13 @@ def check_dead_server_raises(target: Target, observation: DeadServerObservation)
             10,
             f"after stopping {observation.stopped}, the next call hung instead of raising; nothing in Grain "
             "checks sworker liveness, so the head would wait forever.",
+        )
+    if observation.wrong:
+        _violation(
+            10,
+            f"after stopping {observation.stopped}, the next call returned instead of raising, and the probe "
+            f"found the answer wrong ({observation.wrong[:160]}); a dead server answered as a success gives users "
+            "wrong results.",
         )
     if observation.raised is None:
         _violation(

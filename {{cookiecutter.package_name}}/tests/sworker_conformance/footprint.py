@@ -1,4 +1,10 @@
-"""What a module leaves on the machine: child processes and listening sockets."""
+"""What a module leaves on the machine: child processes and listening sockets.
+
+Only what this process started counts: its descendants, and processes that
+left the family tree (a double fork, a parent that died) but still carry the
+marker this module puts in the environment every child inherits. A process of
+anyone else, even one started during the check, is never reported or killed.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +15,17 @@ from dataclasses import dataclass
 
 import psutil
 
+#: Inherited by every process this one starts: how an orphan is known to be ours.
+LINEAGE_ENV = "SWORKER_KIT_LINEAGE"
+LINEAGE = f"{os.getpid()}-{time.time_ns()}"
+os.environ[LINEAGE_ENV] = LINEAGE
+#: Orphans are looked for among processes started since then (psutil's start times are coarse: a slack).
+_SINCE = time.time() - 5.0
+
 
 @dataclass(frozen=True)
 class Footprint:
-    """Processes (our descendants) and TCP listening sockets at one moment."""
+    """Our processes (descendants and marked orphans) and their TCP listening sockets at one moment."""
 
     taken_at: float
     processes: frozenset[int]
@@ -24,28 +37,20 @@ class Footprint:
 
     @classmethod
     def now(cls) -> Footprint:
-        me = psutil.Process()
-        processes = set()
-        for child in me.children(recursive=True):
-            try:
-                if child.status() != psutil.STATUS_ZOMBIE:
-                    processes.add(child.pid)
-            except psutil.NoSuchProcess:
-                pass
+        taken_at = time.time()
+        processes = {child.pid for child in psutil.Process().children(recursive=True) if _alive(child)}
+        processes |= _marked_orphans(processes)
+        ours = {os.getpid(), *processes}
         listening = set()
         for connection in psutil.net_connections(kind="tcp"):
-            if connection.status == psutil.CONN_LISTEN and connection.laddr:
+            if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.pid in ours:
                 listening.add((connection.laddr.ip, connection.laddr.port, connection.pid))
-        return cls(time.time(), frozenset(processes), frozenset(listening))
+        return cls(taken_at, frozenset(processes), frozenset(listening))
 
     def added_since(self, before: Footprint) -> Footprint:
-        """What is here now and was not ``before``; sockets only of our own or newer processes."""
-        ours = {os.getpid(), *self.processes}
-        listening = {
-            entry
-            for entry in self.listening - before.listening
-            if entry[2] is None or entry[2] in ours or _started_after(entry[2], before.taken_at)
-        }
+        """What is here now and was not ``before`` (a socket counts by its address, whichever pid shows it)."""
+        addresses = {(ip, port) for ip, port, _ in before.listening}
+        listening = {entry for entry in self.listening if entry[:2] not in addresses}
         return Footprint(self.taken_at, self.processes - before.processes, frozenset(listening))
 
     def describe(self) -> str:
@@ -71,11 +76,25 @@ class Footprint:
                 pass
 
 
-def _started_after(pid: int, moment: float) -> bool:
+def _alive(process: psutil.Process) -> bool:
     try:
-        return psutil.Process(pid).create_time() >= moment - 0.5
+        return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def _marked_orphans(known: set[int]) -> set[int]:
+    """Processes started since the kit was loaded (not already ``known``) whose environment carries our marker."""
+    found = set()
+    for process in psutil.process_iter(["create_time"]):
+        if process.pid in known or process.pid == os.getpid() or (process.info["create_time"] or 0) < _SINCE:
+            continue
+        try:
+            if process.environ().get(LINEAGE_ENV) == LINEAGE and _alive(process):
+                found.add(process.pid)
+        except psutil.Error:
+            pass
+    return found
 
 
 def _cmdline(pid: int) -> str:

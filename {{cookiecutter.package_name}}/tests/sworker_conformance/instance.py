@@ -173,6 +173,21 @@ async def _daemon(factory: Callable[[], AbstractAsyncContextManager[Any]], *, ta
         await anyio.sleep_forever()
 
 
+def _require_no_arguments(module: Any) -> None:
+    """Rule 2: Grain calls ``grain_run_sworker()`` with no arguments."""
+    function = getattr(module, "grain_run_sworker", None)
+    if not callable(function):
+        raise ContractViolation(2, f"{module.__name__} has no callable grain_run_sworker; Grain calls it.")
+    try:
+        inspect.signature(function).bind()
+    except TypeError as exc:
+        raise ContractViolation(
+            2, f"grain_run_sworker() cannot be called with no arguments ({exc}); Grain calls it so."
+        ) from None
+    except ValueError:
+        pass  # no signature to read (a builtin): let the call say
+
+
 @asynccontextmanager
 async def running_instance(target: Target) -> AsyncIterator[Instance]:
     """Enter ``grain_run_sworker()`` as Grain does; tear it down by cancellation on exit.
@@ -182,6 +197,7 @@ async def running_instance(target: Target) -> AsyncIterator[Instance]:
     (child processes, listening sockets) is killed if it is still there.
     """
     module = target.module
+    _require_no_arguments(module)
     before = Footprint.now()
     started = time.monotonic()
     teardown_started = None

@@ -63,6 +63,8 @@ class DeadServerObservation:
     stopped: str = ""
     hung: bool = False
     returned: Any = None
+    #: The probe's AssertionError: the call returned, but not the right answer (e.g. "" for EOF).
+    wrong: str = ""
     raised: BaseException | None = None
 
 
@@ -266,6 +268,8 @@ async def observe_dead_server(target: Target) -> DeadServerObservation:
                             observation.returned = await call_probe(target, client, 1)
                     except TimeoutError:
                         observation.hung = True
+                    except AssertionError as wrong:
+                        observation.wrong = str(wrong) or "the probe rejected the answer"
                     except Exception as exc:
                         observation.raised = exc
         except AssertionError as failure:

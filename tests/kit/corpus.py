@@ -1,0 +1,83 @@
+"""The corpus's verdicts: which rule each module breaks (None: conformant), and how to exercise it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE = "tests.kit.sworkers"
+CONFIGS = Path(__file__).resolve().parent / "configs"
+PROBE = f"{PACKAGE}._parts:probe"
+SERVICE = f"{PACKAGE}._parts:echo_service"
+SERVICE_WITH_TOKEN = f"{PACKAGE}._parts:echo_service_with_token"
+
+
+@dataclass(frozen=True)
+class Case:
+    module: str
+    rule: int | None
+    environment: str = ""
+    config: str = ""
+    probe: str = PROBE
+
+    @property
+    def dotted(self) -> str:
+        return self.module if "." in self.module else f"{PACKAGE}.{self.module}"
+
+    @property
+    def config_path(self) -> Path | None:
+        return CONFIGS / self.config if self.config else None
+
+    @property
+    def id(self) -> str:
+        return f"{self.module}-{self.config}" if self.config else self.module
+
+
+GOOD = [
+    Case("good_server", None),
+    Case("good_backendless", None, SERVICE),
+    Case("grain.local_sworker", None, probe=""),
+    Case("good_server", None, config="good.toml"),
+]
+
+BROKEN = [
+    Case("r01_missing_config", 1, SERVICE),
+    Case("r01_config_not_dict", 1),
+    Case("r01_unknown_key", 1, SERVICE),
+    Case("r01_backendless_string", 1),
+    Case("r02_plain_async_def", 2, SERVICE),
+    Case("r02_required_args", 2),
+    Case("r02_context_async_generator", 2),
+    Case("r03_not_dict", 3),
+    Case("r03_no_name", 3),
+    Case("r03_int_name", 3),
+    Case("r03_empty_name", 3),
+    Case("r03_glob_name", 3),
+    Case("r03_duplicate_name", 3),
+    Case("r03_stype", 3),
+    Case("r04_set", 4),
+    Case("r04_tuple", 4),
+    Case("r04_bigint", 4),
+    Case("r04_int_keys", 4),
+    Case("r04_path_backendless", 4, SERVICE),
+    Case("r05_context_rejects_field", 5, SERVICE),
+    Case("r05_context_raises", 5),
+    Case("r06_cleanup_after_yield", 6),
+    Case("r06_slow_cleanup", 6, SERVICE),
+    Case("r06_leaked_socket", 6),
+    Case("r07_asyncio_sleep", 7, SERVICE),
+    Case("r07_asyncio_open_connection", 7),
+    Case("r07_blocking_sleep", 7, SERVICE),
+    Case("r08_no_lock", 8, SERVICE),
+    Case("r08_no_lock_server", 8),
+    Case("r09_unbounded_wait", 9),
+    Case("r10_empty_on_eof", 10),
+    Case("r10_empty_on_eof_backendless", 10, SERVICE),
+    Case("r11_env_token", 11, SERVICE_WITH_TOKEN),
+    Case("r11_fixed_credential", 11),
+    Case("good_server", 12, config="cores_in_res.toml"),
+    Case("good_server", 12, config="token_in_res.toml"),
+    Case("good_server", 12, config="capacity_zero.toml"),
+    Case("good_backendless", 12, SERVICE, config="memory_without_cores.toml"),
+    Case("good_backendless", 12, SERVICE, config="py_path.toml"),
+]

@@ -1,0 +1,70 @@
+"""A Grain head for the real-Grain proofs: ``python grain_head.py --config grain.toml --scenario calls``.
+
+It runs tasklets on the configured sworker with ``grain.delayed.run`` and prints
+one JSON line: what the tasklets returned and how long the calls took.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.kit.sworkers, from anywhere
+
+import grain.delayed
+from grain import GVAR
+from grain.delayed import delayed, each
+from grain.resource import Capacity
+
+
+@delayed
+async def echo(x: str) -> object:
+    return await GVAR.context.echo(x)
+
+
+@delayed
+async def token() -> object:
+    return getattr(GVAR.context, "token", None)
+
+
+def stop_service() -> None:
+    """Make the echo service exit at once (a backendless service dying under its client)."""
+    host, _, port = os.environ["KIT_ECHO_ADDRESS"].rpartition(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(b'{"op": "exit"}\n')
+    time.sleep(0.3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--scenario", default="calls", choices=["calls", "dead", "token"])
+    parser.add_argument("--tasks", type=int, default=4)
+    args = parser.parse_args()
+    report: dict[str, object] = {}
+
+    async def calls() -> None:
+        started = time.perf_counter()
+        report["results"] = list(await each(*[(echo @ Capacity(1))(f"call-{i}") for i in range(args.tasks)]))
+        report["seconds"] = round(time.perf_counter() - started, 3)
+
+    async def dead() -> None:
+        first = await (echo @ Capacity(1))("before")
+        stop_service()
+        report["results"] = [first, await (echo @ Capacity(1))("after")]
+
+    async def get_token() -> None:
+        report["results"] = [await (token @ Capacity(1))()]
+
+    scenario = {"calls": calls, "dead": dead, "token": get_token}[args.scenario]
+    grain.delayed.run(scenario, config_file=args.config)
+    print("REPORT " + json.dumps(report), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,210 @@
+"""Building blocks shared by the corpus: the echo server as a child process, its client, the probe.
+
+Each sworker module in this package is small and spells out the part the kit
+judges; a broken module differs from ``good_server`` or ``good_backendless`` in
+one way. Only anyio is used, so the good modules run under trio and asyncio.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+from anyio.abc import ByteStream, Process
+
+ECHO_SERVER = Path(__file__).with_name("echo_server.py")
+HOST = "127.0.0.1"
+#: Backendless modules find their service here ("host:port"), read inside grain_context.
+ADDRESS_ENV = "KIT_ECHO_ADDRESS"
+#: A long-lived credential, as a real backendless service would have.
+TOKEN_ENV = "KIT_API_TOKEN"
+TOKEN = "kit-token-0123456789abcdef"
+#: When set, added to the server's command line so that a test can find the processes of its run.
+TAG_ENV = "KIT_RUN_TAG"
+STARTUP_TIMEOUT = 10.0
+STOP_GRACE = 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def server_command(port: int, *, silent: bool = False, delay: float = 0.0) -> list[str]:
+    command = [sys.executable, str(ECHO_SERVER), "--host", HOST, "--port", str(port)]
+    if silent:
+        command.append("--silent")
+    if delay:
+        command += ["--delay", str(delay)]
+    if tag := os.environ.get(TAG_ENV):
+        command += ["--tag", tag]
+    return command
+
+
+async def start_server(port: int, *, silent: bool = False) -> Process:
+    """The echo server as a child process in a session of its own."""
+    return await anyio.open_process(
+        server_command(port, silent=silent),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+async def poll_until_listening(process: Process, port: int) -> None:
+    """Connect until the server accepts; raise if it exits. No time limit of its own."""
+    while True:
+        if process.returncode is not None:
+            raise RuntimeError(f"the echo server exited with code {process.returncode} before listening")
+        try:
+            stream = await anyio.connect_tcp(HOST, port)
+        except OSError:
+            await anyio.sleep(0.01)
+        else:
+            await stream.aclose()
+            return
+
+
+async def wait_listening(process: Process, port: int, seconds: float = STARTUP_TIMEOUT) -> None:
+    """Readiness, bounded: raise when the server does not listen within ``seconds``."""
+    try:
+        with anyio.fail_after(seconds):
+            await poll_until_listening(process, port)
+    except TimeoutError:
+        raise RuntimeError(f"the echo server did not listen on {HOST}:{port} within {seconds:g} s") from None
+
+
+async def stop_server(process: Process) -> None:
+    """Terminate the server's group, kill it after a grace period, reap it (shielded, bounded)."""
+    with anyio.CancelScope(shield=True):
+        _signal_group(process.pid, signal.SIGTERM)
+        with anyio.move_on_after(STOP_GRACE):
+            await process.wait()
+        _signal_group(process.pid, signal.SIGKILL)
+        with anyio.move_on_after(STOP_GRACE):
+            await process.wait()
+
+
+def _signal_group(pid: int, signum: int) -> None:
+    try:
+        os.killpg(pid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+class EchoClient:
+    """One connection to the echo server; the good form takes a lock and raises on EOF.
+
+    The keyword switches exist for the broken modules, each of which turns one off.
+    """
+
+    def __init__(self, stream: ByteStream, *, lock: bool = True, eof_raises: bool = True, blocking: float = 0.0):
+        self._stream = stream
+        self._lock = anyio.Lock() if lock else None
+        self._eof_raises = eof_raises
+        self._blocking = blocking
+        self._buffer = b""
+
+    @classmethod
+    async def connect(cls, host: str, port: int, **options: Any) -> EchoClient:
+        with anyio.fail_after(STARTUP_TIMEOUT):
+            stream = await anyio.connect_tcp(host, port)
+        return cls(stream, **options)
+
+    async def echo(self, x: Any) -> Any:
+        if self._lock is None:
+            return await self._exchange(x)
+        async with self._lock:
+            return await self._exchange(x)
+
+    async def _exchange(self, x: Any) -> Any:
+        if self._blocking:
+            time.sleep(self._blocking)  # noqa: ASYNC251  (the broken form: blocks the event loop)
+        await self._stream.send(json.dumps({"x": x}).encode() + b"\n")
+        while b"\n" not in self._buffer:
+            try:
+                self._buffer += await self._stream.receive()
+            except anyio.EndOfStream:
+                if not self._eof_raises:
+                    return ""  # the broken form: EOF taken for an (empty) answer
+                raise ConnectionError("the echo server closed the connection") from None
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)["result"]
+
+    async def aclose(self) -> None:
+        with anyio.CancelScope(shield=True), anyio.move_on_after(STOP_GRACE):
+            await self._stream.aclose()
+
+
+@asynccontextmanager
+async def connected(host: str, port: int, **options: Any) -> AsyncIterator[EchoClient]:
+    client = await EchoClient.connect(host, port, **options)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+def service_address() -> tuple[str, int]:
+    """Where a backendless module's service is (``ADDRESS_ENV``)."""
+    address = os.environ.get(ADDRESS_ENV, "")
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise RuntimeError(f"set {ADDRESS_ENV} to the echo service's host:port (got {address!r})")
+    return host, int(port)
+
+
+async def probe(client: EchoClient, variant: int = 0) -> Any:
+    """One representative call; a wrong answer (an empty one, a crossed reply) raises AssertionError."""
+    sent = f"probe-{variant}"
+    got = await client.echo(sent)
+    if got != sent:
+        raise AssertionError(f"echo({sent!r}) returned {got!r}")
+    return got
+
+
+@contextmanager
+def echo_service(delay: float = 0.0) -> Iterator[dict[str, str]]:
+    """The echo server as a stand-alone service (what a backendless module talks to)."""
+    port = free_port()
+    process = subprocess.Popen(
+        server_command(port, delay=delay),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT
+        while True:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the echo service did not start")
+            try:
+                socket.create_connection((HOST, port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.01)
+        yield {ADDRESS_ENV: f"{HOST}:{port}"}
+    finally:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+@contextmanager
+def echo_service_with_token() -> Iterator[dict[str, str]]:
+    """The echo service and the credential a backendless module would read from the environment."""
+    with echo_service() as env:
+        yield {**env, TOKEN_ENV: TOKEN}

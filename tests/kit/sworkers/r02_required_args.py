@@ -1,0 +1,20 @@
+"""Rule 2: grain_run_sworker requires an argument; Grain calls it with none (otherwise good_server)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ._parts import HOST, start_server, stop_server, wait_listening
+from .good_server import GRAIN_SWORKER_CONFIG, grain_context
+
+__all__ = ["GRAIN_SWORKER_CONFIG", "grain_context", "grain_run_sworker"]
+
+
+@asynccontextmanager
+async def grain_run_sworker(port: int) -> AsyncIterator[dict[str, Any]]:
+    process = await start_server(port)
+    try:
+        await wait_listening(process, port)
+        yield {"name": f"echo@{HOST}:{port}", "host": HOST, "port": port}
+    finally:
+        await stop_server(process)

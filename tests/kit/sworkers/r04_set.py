@@ -1,0 +1,30 @@
+"""Rule 4: a field is a set (otherwise good_server, whose grain_context also takes it)."""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ._parts import HOST, EchoClient, free_port, start_server, stop_server, wait_listening
+from .good_server import GRAIN_SWORKER_CONFIG
+
+__all__ = ["GRAIN_SWORKER_CONFIG", "grain_context", "grain_run_sworker"]
+
+
+@asynccontextmanager
+async def grain_run_sworker() -> AsyncIterator[dict[str, Any]]:
+    port = free_port()
+    process = await start_server(port)
+    try:
+        await wait_listening(process, port)
+        yield {"name": f"echo@{HOST}:{port}", "host": HOST, "port": port, "extra": {"fast", "safe"}}
+    finally:
+        await stop_server(process)
+
+
+@asynccontextmanager
+async def grain_context(host: str, port: int, extra: Any = None) -> AsyncIterator[EchoClient]:
+    client = await EchoClient.connect(host, port)
+    try:
+        yield client
+    finally:
+        await client.aclose()

@@ -1,0 +1,178 @@
+"""Real-Grain proofs: what Grain 0.17.1 itself does with each broken corpus module.
+
+A real head (``grain_head.py``), Gnaw and, for server modules, ``python -m grain.worker``
+run on 127.0.0.1. A hang is "no exit within the limit" (the head is then killed).
+Every process is ended by its pid, and after each proof nothing of it is left.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+from .real_grain import Grain, HeadRun, kill_all, real_grain, tagged_processes
+from .sworkers._parts import TOKEN, TOKEN_ENV, echo_service
+
+pytestmark = pytest.mark.real_grain
+PACKAGE = "tests.kit.sworkers"
+HANG_LIMIT = 4.0
+
+
+@pytest.fixture
+def grain_for() -> Iterator:
+    """``grain_for(module)``: an echo service and a real Gnaw for ``module``; afterwards nothing is left."""
+    tags: list[str] = []
+
+    def start(module: str, delay: float = 0.0, **env: str):
+        stack.append(echo_service(delay))
+        service_env = stack[-1].__enter__()
+        stack.append(real_grain(f"{PACKAGE}.{module}", {**service_env, **env}))
+        grain = stack[-1].__enter__()
+        tags.append(grain.tag)
+        return grain
+
+    stack: list = []
+    yield start
+    while stack:
+        stack.pop().__exit__(None, None, None)
+    for tag in tags:
+        left = tagged_processes(tag)
+        kill_all(left)
+        assert not left, f"processes left behind: {left}"
+
+
+def crashed(run: HeadRun, error: str) -> bool:
+    return run.status == "exit" and run.returncode != 0 and error in run.output
+
+
+def test_control_good_modules_run(grain_for) -> None:
+    grain: Grain = grain_for("good_backendless")
+    run = grain.head(tasks=8)
+    assert run.status == "exit" and run.returncode == 0, run.output[-3000:]
+    assert run.report == {"results": [f"call-{i}" for i in range(8)], "seconds": run.report["seconds"]}
+
+
+def test_rule_01_missing_config_crashes_the_head(grain_for) -> None:
+    run = grain_for("r01_missing_config").head()
+    assert crashed(run, "AttributeError"), run.output[-3000:]
+    assert "GRAIN_SWORKER_CONFIG" in run.output
+
+
+def test_rule_02_plain_async_def_crashes_the_head(grain_for) -> None:
+    run = grain_for("r02_plain_async_def").head()
+    assert crashed(run, "Error"), run.output[-3000:]
+    assert re.search(r"(TypeError|AttributeError).*(__aenter__|asynchronous context manager|coroutine)", run.output)
+
+
+def test_rule_03_int_name_loops_the_worker_and_hangs_the_head(grain_for) -> None:
+    grain: Grain = grain_for("r03_int_name")
+    grain.add_worker()
+    run = grain.head(limit=HANG_LIMIT)
+    cycles = grain.log("worker/worker.log").count("connecting to head")
+    print(f"PROOF rule 3: head {run.status} after {run.seconds:.1f} s; worker connected {cycles} times")
+    assert run.status == "hang", run.output[-3000:]
+    assert cycles >= 5, grain.log("worker/worker.log")[-3000:]  # grain_run_sworker re-run again and again
+
+
+def test_rule_04_path_field_crashes_the_head(grain_for) -> None:
+    run = grain_for("r04_path_backendless").head()
+    assert crashed(run, "TypeError"), run.output[-3000:]
+    assert "PosixPath" in run.output
+
+
+def test_rule_05_unexpected_field_crashes_the_head(grain_for) -> None:
+    run = grain_for("r05_context_rejects_field").head()
+    assert crashed(run, "TypeError"), run.output[-3000:]
+    assert "unexpected keyword argument 'timeout'" in run.output
+
+
+def test_rule_06_cleanup_after_yield_orphans_the_server(grain_for) -> None:
+    grain: Grain = grain_for("r06_cleanup_after_yield")
+    worker = grain.add_worker()
+    run = grain.head()
+    assert run.status == "exit" and run.returncode == 0, run.output[-3000:]
+    servers = [p for p in tagged_processes(grain.tag) if "echo_server.py" in " ".join(p.cmdline())]
+    assert len(servers) == 1 and servers[0].ppid() == worker.pid
+    worker.send_signal(2)  # SIGINT: the worker leaves and cancels grain_run_sworker, as on FIN
+    worker.wait(15)
+    time.sleep(0.2)
+    assert servers[0].is_running() and servers[0].status() != psutil.STATUS_ZOMBIE
+    orphan_parent = servers[0].ppid()
+    kill_all(servers)  # ended here, by pid: the fixture then checks that nothing else is left
+    assert orphan_parent != worker.pid  # re-parented: an orphan (PPID 1 or a subreaper)
+
+
+def test_rule_06_slow_shielded_cleanup_delays_the_head_exit(grain_for) -> None:
+    fast = grain_for("good_backendless").head()
+    slow = grain_for("r06_slow_cleanup").head()
+    assert fast.returncode == 0 and slow.returncode == 0, slow.output[-3000:]
+    assert slow.seconds - fast.seconds >= 1.0, (fast.seconds, slow.seconds)
+
+
+def test_rule_07_asyncio_code_crashes_the_head(grain_for) -> None:
+    run = grain_for("r07_asyncio_sleep").head()
+    assert crashed(run, "RuntimeError"), run.output[-3000:]
+    assert "no running event loop" in run.output
+
+
+def test_rule_07_blocking_call_serialises_the_tasklets(grain_for) -> None:
+    good = grain_for("good_backendless").head(tasks=8)
+    blocking = grain_for("r07_blocking_sleep").head(tasks=8)
+    assert good.returncode == 0 and blocking.returncode == 0, blocking.output[-3000:]
+    # 8 calls at V=4 that each block 0.15 s: one after the other (>= 1.2 s), not 2 rounds of 4 (~0.3 s)
+    assert blocking.report["seconds"] >= 1.1, blocking.report
+    assert good.report["seconds"] < 0.5, good.report
+
+
+def test_rule_08_unlocked_client_fails_under_concurrent_tasklets(grain_for) -> None:
+    # Replies take 50 ms, so that the 4 tasklets at V=4 surely wait on the one stream together
+    # (with instant replies on loopback each call can finish before the next starts: seen once).
+    run = grain_for("r08_no_lock", delay=0.05).head(tasks=8, limit=HANG_LIMIT)
+    report = run.report
+    busy = "BusyResourceError" in run.output
+    print(
+        f"PROOF rule 8: head {run.status} rc={run.returncode} after {run.seconds:.1f} s; {report}; "
+        f"BusyResourceError={busy}"
+    )
+    ok = (
+        run.status == "exit" and run.returncode == 0 and report and report["results"] == [f"call-{i}" for i in range(8)]
+    )
+    assert not ok, run.output[-3000:]
+    assert "BusyResourceError" in run.output or run.status == "hang" or report, run.output[-3000:]
+
+
+def test_rule_09_unbounded_readiness_wait_hangs_worker_and_head(grain_for) -> None:
+    grain: Grain = grain_for("r09_unbounded_wait")
+    worker = grain.add_worker()
+    run = grain.head(limit=HANG_LIMIT)
+    assert run.status == "hang", run.output[-3000:]
+    assert worker.poll() is None  # the worker is still waiting, with no error anywhere
+    assert "Error" not in grain.log("worker/worker.log")
+
+
+def test_rule_10_empty_reply_on_eof_is_a_success(grain_for) -> None:
+    run = grain_for("r10_empty_on_eof_backendless").head("dead")
+    assert run.status == "exit" and run.returncode == 0, run.output[-3000:]
+    assert run.report == {"results": ["before", ""]}  # the dead service "answered" ""
+
+
+def test_rule_11_gnaw_hands_the_token_to_the_next_head(grain_for) -> None:
+    grain: Grain = grain_for("r11_env_token")
+    first = grain.head("token", env={TOKEN_ENV: TOKEN})
+    second = grain.head("token", env={TOKEN_ENV: ""})  # this head never saw the token
+    assert first.report == {"results": [TOKEN]}, first.output[-3000:]
+    assert second.report == {"results": [TOKEN]}, second.output[-3000:]
+
+
+def test_rule_12_memory_without_cores_breaks_gnaw(grain_for) -> None:
+    grain: Grain = grain_for("good_backendless")
+    grain.write_config(extra="\n[worker.script]\nmemory = 4\n")
+    run = grain.head(limit=HANG_LIMIT)
+    panic = [line for line in grain.log("gnaw.log").splitlines() if "panic" in line][:1]
+    print(f"PROOF rule 12: head {run.status} rc={run.returncode} after {run.seconds:.1f} s; gnaw: {panic}")
+    assert run.status == "hang" or run.returncode != 0, run.output[-3000:]
+    assert "panic" in grain.log("gnaw.log"), grain.log("gnaw.log")[-3000:]

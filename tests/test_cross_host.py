@@ -1,0 +1,425 @@
+"""The server variant across hosts, on real Grain, with network namespaces standing in for nodes.
+
+The head node is one network namespace (Gnaw and the head process), the worker node another
+(``python -m grain.worker`` and the server it starts), joined by a veth pair on a private test
+subnet; a third namespace is a stranger on the network, reaching the worker through a second veth
+pair. Nothing leaves 127.0.0.0/8 and these subnets. Every process is started here and ended here by
+its pid or process group, and every namespace (with its links) is deleted, even on failure.
+
+Needs root and ``ip netns``; skipped, with the reason, where the machine does not allow them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import bake, replay_answers
+
+#: The server variant under a name of its own, so that its processes are told apart from other tests'.
+ANSWERS = {
+    **replay_answers("server"),
+    "project_name": "Cross Host",
+    "package_name": "cross_host",
+    "service_url_env": "CROSS_HOST_URL",
+    "api_token_env": "CROSS_HOST_TOKEN",
+}
+PACKAGE = ANSWERS["package_name"]
+PREFIX = PACKAGE.upper()
+SWORKER = f"{PACKAGE}.the_sworker"
+
+HEAD_ADDRESS, WORKER_ADDRESS = "10.231.0.1", "10.231.0.2"  # the head-worker link, 10.231.0.0/24
+WORKER_SIDE, STRANGER_ADDRESS = "10.231.1.1", "10.231.1.2"  # the worker-stranger link, 10.231.1.0/24
+#: Any port is free in a fresh namespace, but the head finds Gnaw by its -wurl among all processes
+#: (other namespaces too): a port of its own keeps a concurrent run's head off this run's Gnaw.
+GNAW_PORT = 20000 + secrets.randbelow(20000)
+CAPACITY = 2
+STEP_TIMEOUT = 20.0
+PYTHON = sys.executable
+GNAW = str(Path(sys.executable).with_name("gnaw"))
+
+#: The head: tasklets through the sworker, records what reached grain_context, waits for the
+#: test to probe the server, then runs more tasklets (the stranger did not disturb its instance).
+HEAD_SCRIPT = """
+import json, sys
+from pathlib import Path
+
+import grain.delayed
+import trio
+from grain import GVAR
+from grain.delayed import delayed, each
+from grain.resource import Capacity
+
+import {pkg}.the_sworker as the_sworker
+from {pkg}.tasklet import square
+
+config, state = sys.argv[1], Path(sys.argv[2])
+seen_fields = []
+original_context = the_sworker.grain_context
+
+
+def recording_context(**fields):
+    seen_fields.append(fields)
+    return original_context(**fields)
+
+
+the_sworker.grain_context = recording_context  # Grain looks it up on the module when it connects
+
+
+@delayed
+async def instance_name():
+    return GVAR.instance
+
+
+def publish(name, data):
+    (state / (name + ".tmp")).write_text(json.dumps(data))
+    (state / (name + ".tmp")).rename(state / name)
+
+
+async def main():
+    first = await each([(square @ Capacity(1))(float(x)) for x in range(8)])
+    names = await each([(instance_name @ Capacity(1))() for _ in range(2)])
+    publish("ready.json", dict(first=first, names=names, fields=seen_fields))
+    with trio.fail_after({timeout}):
+        while not (state / "go").exists():
+            await trio.sleep(0.02)
+    again = await each([(square @ Capacity(1))(float(x)) for x in range(8)])
+    publish("done.json", dict(again=again))
+
+
+grain.delayed.run(main, config_file=config)
+"""
+
+#: A client of our own, from any namespace: each case is a list of requests sent one by one; it
+#: reports the replies and whether the server closed the connection afterwards.
+PROBE_SCRIPT = """
+import json, socket, sys
+
+host, port, cases = sys.argv[1], int(sys.argv[2]), json.loads(sys.argv[3])
+report = {}
+for name, requests in cases.items():
+    try:
+        with socket.create_connection((host, port), timeout=5) as sock:
+            stream = sock.makefile("rwb")
+            replies = []
+            for request in requests:
+                stream.write(json.dumps(request).encode() + b"\\n")
+                stream.flush()
+                line = stream.readline()
+                replies.append(json.loads(line) if line else None)
+            sock.settimeout(0.3)
+            try:
+                closed = sock.recv(1) == b""
+            except TimeoutError:
+                closed = False
+            report[name] = dict(replies=replies, closed=closed)
+    except OSError as exc:
+        report[name] = dict(error=type(exc).__name__)
+print(json.dumps(report))
+"""
+
+
+@dataclass(frozen=True)
+class Network:
+    head: str
+    worker: str
+    stranger: str
+
+
+def ip(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=10)
+
+
+def must(result: subprocess.CompletedProcess[str]) -> None:
+    assert result.returncode == 0, f"{' '.join(map(str, result.args))}: {result.stderr.strip()}"
+
+
+@contextmanager
+def network() -> Iterator[Network]:
+    """Three namespaces, two veth pairs, addresses, links up (``lo`` too); all deleted on exit."""
+    if shutil.which("ip") is None:
+        pytest.skip("the 'ip' command (iproute2) is not installed: cannot make network namespaces")
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root (ip netns add): run as root to test across hosts")
+    tag = secrets.token_hex(3)
+    net = Network(head=f"gst-{tag}-head", worker=f"gst-{tag}-work", stranger=f"gst-{tag}-third")
+    made: list[str] = []
+    links = [f"gst{tag}h", f"gst{tag}s"]  # created inside the namespaces; listed for a failed move
+    try:
+        for namespace in (net.head, net.worker, net.stranger):
+            result = ip("netns", "add", namespace)
+            if result.returncode != 0:
+                pytest.skip(f"this machine does not allow network namespaces: ip netns add: {result.stderr.strip()}")
+            made.append(namespace)
+        for (left, left_name, left_address), (right, right_name, right_address) in (
+            ((net.head, links[0], HEAD_ADDRESS), (net.worker, f"gst{tag}w", WORKER_ADDRESS)),
+            ((net.stranger, links[1], STRANGER_ADDRESS), (net.worker, f"gst{tag}x", WORKER_SIDE)),
+        ):
+            peer = ["peer", "name", right_name, "netns", right]
+            result = ip("link", "add", left_name, "netns", left, "type", "veth", *peer)
+            if result.returncode != 0:
+                pytest.skip(f"this machine does not allow veth links: {result.stderr.strip()}")
+            for namespace, name, address in ((left, left_name, left_address), (right, right_name, right_address)):
+                must(ip("-n", namespace, "addr", "add", f"{address}/24", "dev", name))
+                must(ip("-n", namespace, "link", "set", name, "up"))
+        for namespace in made:
+            must(ip("-n", namespace, "link", "set", "lo", "up"))
+        # The stranger reaches the worker node's address through its own link, as another host would.
+        must(ip("-n", net.stranger, "route", "add", "10.231.0.0/24", "via", WORKER_SIDE))
+        yield net
+    finally:
+        for namespace in made:
+            # Anything still running in our namespaces is ours: end it by pid before deleting them.
+            for pid in ip("netns", "pids", namespace).stdout.split():
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            ip("netns", "del", namespace)
+        for name in links:
+            if ip("link", "show", name).returncode == 0:
+                ip("link", "del", name)
+
+
+@contextmanager
+def started(
+    namespace: str, command: list[str], log: Path, env: Mapping[str, str], stop_signal: signal.Signals, grace: float
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` inside ``namespace`` (``ip netns exec`` execs it: same pid), in its own session."""
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            ["ip", "netns", "exec", namespace, *command],
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(stop_signal)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.wait()
+
+
+def wait_until(ready_path: Path, processes: Mapping[str, subprocess.Popen[bytes]], logs: Path) -> None:
+    deadline = time.monotonic() + STEP_TIMEOUT
+    while not ready_path.exists():
+        for what, process in processes.items():
+            assert process.poll() is None, f"{what} exited with code {process.returncode}\n{tails(logs)}"
+        assert time.monotonic() < deadline, f"no {ready_path.name} within {STEP_TIMEOUT:g} s\n{tails(logs)}"
+        time.sleep(0.02)
+
+
+def tails(logs: Path) -> str:
+    return "\n".join(
+        f"--- {log.name}\n{log.read_bytes()[-2500:].decode(errors='replace')}" for log in sorted(logs.glob("*.log"))
+    )
+
+
+def probe(namespace: str, host: str, port: int, cases: dict[str, list[dict[str, object]]]) -> dict[str, dict]:
+    command = ["ip", "netns", "exec", namespace, PYTHON, "-c", PROBE_SCRIPT, host, str(port), json.dumps(cases)]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=STEP_TIMEOUT)
+    assert result.returncode == 0, result.stderr
+    report: dict[str, dict] = json.loads(result.stdout)
+    return report
+
+
+def server_process(port: int) -> psutil.Process:
+    for process in psutil.process_iter(["cmdline"]):
+        cmdline = process.info["cmdline"] or []
+        if f"{PACKAGE}.demo_server" in cmdline and str(port) in cmdline:
+            return process
+    raise AssertionError(f"no {PACKAGE}.demo_server process with port {port}")
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return bake(tmp_path_factory.mktemp("cross-host"), **ANSWERS)
+
+
+def child_env(project: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(f"{PREFIX}_") and k != "PYTEST_ADDOPTS"}
+    return {**env, "PYTHONPATH": str(project), **extra}
+
+
+#: Where the worker's server listens: the link's address (the usual way), or every interface with
+#: the link's address advertised to the head.
+BINDS = {
+    "bind-link-address": {f"{PREFIX}_HOST": WORKER_ADDRESS},
+    "bind-all-advertise-link-address": {f"{PREFIX}_HOST": "0.0.0.0", f"{PREFIX}_ADVERTISE_HOST": WORKER_ADDRESS},
+}
+
+
+@pytest.mark.parametrize("bind", BINDS)
+def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
+    project: Path, tmp_path: Path, bind: str
+) -> None:
+    listen = f"tcp://{HEAD_ADDRESS}:{GNAW_PORT}"
+    config = tmp_path / "grain.toml"
+    config.write_text(
+        f'[head]\nlisten = "{listen}"\n\n[head.gnaw]\nenabled = true\nidle_quit = "10s"\n\n'
+        f'[worker]\nspecialized_type = "{SWORKER}"\ndial = "{listen}"\n\n'
+        f"[worker.res]\nCapacity = {{ V = {CAPACITY} }}\n"
+    )
+    head_script = tmp_path / "head.py"
+    head_script.write_text(HEAD_SCRIPT.format(pkg=PACKAGE, timeout=STEP_TIMEOUT))
+    state = tmp_path / "state"
+    state.mkdir()
+    gnaw_socket = Path(tempfile.gettempdir()) / f"gnaw-xhost-{secrets.token_hex(4)}"
+    server_pid = None
+
+    with network() as net, ExitStack() as stack:
+        stack.callback(gnaw_socket.unlink, missing_ok=True)
+        gnaw = stack.enter_context(
+            started(
+                net.head,
+                [GNAW, "-hurl", f"unix://{gnaw_socket}", "-wurl", listen, "-n", "8", "-t", "10s", "-swarm", "0"],
+                tmp_path / "gnaw.log",
+                child_env(project),
+                signal.SIGTERM,
+                0.5,
+            )
+        )
+        wait_until(gnaw_socket, {"Gnaw": gnaw}, tmp_path)
+        # The worker node: its server listens on, and is advertised at, the link's address.
+        res = json.dumps({"Capacity": {"V": CAPACITY}})
+        worker = stack.enter_context(
+            started(
+                net.worker,
+                [PYTHON, "-m", "grain.worker", "--url", listen, "--res", res, "--sworker", SWORKER],
+                tmp_path / "worker.log",
+                child_env(project, **BINDS[bind]),
+                signal.SIGINT,
+                10.0,
+            )
+        )
+        head = stack.enter_context(
+            started(
+                net.head,
+                [PYTHON, str(head_script), str(config), str(state)],
+                tmp_path / "head.log",
+                child_env(project),
+                signal.SIGTERM,
+                5.0,
+            )
+        )
+        everyone = {"Gnaw": gnaw, "the worker": worker, "the head": head}
+        wait_until(state / "ready.json", everyone, tmp_path)
+        ready = json.loads((state / "ready.json").read_text())
+
+        # The head ran tasklets on the server in the other namespace, at the advertised address.
+        assert ready["first"] == [float(x * x) for x in range(8)]
+        [fields] = ready["fields"]
+        port, secret = fields["port"], fields["secret"]
+        assert fields["host"] == WORKER_ADDRESS
+        assert set(ready["names"]) == {f"{PACKAGE}@{WORKER_ADDRESS}:{port}"}
+
+        # The secret reaches the server in its environment only: not on any command line (ps).
+        server = server_process(port)
+        server_pid = server.pid
+        assert server.ppid() == worker.pid
+        assert server.environ().get(f"{PREFIX}_SERVER_SECRET") == secret
+        command_lines = subprocess.run(
+            ["ps", "-eww", "-o", "args="], check=False, capture_output=True, text=True, timeout=10
+        )
+        assert command_lines.returncode == 0 and f"{PACKAGE}.demo_server" in command_lines.stdout
+        assert secret not in command_lines.stdout
+        assert not [p.pid for p in psutil.process_iter(["cmdline"]) if secret in " ".join(p.info["cmdline"] or [])]
+
+        # A stranger on the network reaches the port but is refused without the instance's secret.
+        square = {"id": 1, "op": "square", "x": 3}
+        refused = {"replies": [{"id": 1, "error": "unauthenticated"}], "closed": True}
+        stranger = probe(
+            net.stranger,
+            WORKER_ADDRESS,
+            port,
+            {
+                "no hello": [square],
+                "hello without secret": [{"id": 1, "op": "hello"}],
+                "wrong secret": [{"id": 1, "op": "hello", "secret": secrets.token_hex(16)}],
+                "with the secret": [{"id": 1, "op": "hello", "secret": secret}, {"id": 2, "op": "square", "x": 3}],
+            },
+        )
+        assert stranger["no hello"] == refused
+        assert stranger["hello without secret"] == refused
+        assert stranger["wrong secret"] == refused
+        # The control: the same stranger holding the secret is served, so the refusals are the secret's.
+        assert stranger["with the secret"] == {
+            "replies": [{"id": 1, "result": "hello"}, {"id": 2, "result": 9}],
+            "closed": False,
+        }
+        # A raw socket from the head node without the secret is refused too.
+        assert probe(net.head, WORKER_ADDRESS, port, {"no hello": [square]})["no hello"] == refused
+        # Bound to the link's address, the server does not listen on the worker node's loopback;
+        # bound to every interface, it does, and refuses a local user without the secret there too.
+        loopback = probe(net.worker, "127.0.0.1", port, {"loopback": [square]})["loopback"]
+        assert loopback == (refused if bind.startswith("bind-all") else {"error": "ConnectionRefusedError"})
+
+        # The head's own connection was not disturbed: more tasklets, then the head exits by itself.
+        (state / "go").touch()
+        wait_until(state / "done.json", {"the head": head}, tmp_path)
+        assert json.loads((state / "done.json").read_text())["again"] == [float(x * x) for x in range(8)]
+        assert head.wait(STEP_TIMEOUT) == 0, tails(tmp_path)
+
+    # The worker (stopped with SIGINT, as a leaving worker) stopped its server.
+    assert server_pid is not None
+    assert not psutil.pid_exists(server_pid) or psutil.Process(server_pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_bind_and_advertised_addresses_come_from_one_place(project: Path) -> None:
+    script = f"""
+import json, os
+from {PACKAGE}.local_env import local_service
+from {PACKAGE}.the_sworker import server_addresses
+cases = {{}}
+for name, env in json.loads(os.environ["CASES"]).items():
+    os.environ.update(env)
+    cases[name] = server_addresses()
+    for key in env:
+        del os.environ[key]
+with local_service() as env:
+    os.environ.update(env)
+    cases["local"] = server_addresses()
+print(json.dumps(cases))
+"""
+    host, advertise = f"{PREFIX}_HOST", f"{PREFIX}_ADVERTISE_HOST"
+    cases = {
+        "host": {host: WORKER_ADDRESS},
+        "wildcard, advertised": {host: "0.0.0.0", advertise: WORKER_ADDRESS},
+        "wildcard": {host: "0.0.0.0"},
+    }
+    env = child_env(project, CASES=json.dumps(cases))
+    result = subprocess.run([PYTHON, "-c", script], check=False, capture_output=True, text=True, timeout=60, env=env)
+    assert result.returncode == 0, result.stderr
+    addresses = json.loads(result.stdout)
+    node = socket.gethostbyname(socket.gethostname())
+    assert addresses == {
+        "host": [WORKER_ADDRESS, WORKER_ADDRESS],
+        "wildcard, advertised": ["0.0.0.0", WORKER_ADDRESS],
+        "wildcard": ["0.0.0.0", node],
+        "local": ["127.0.0.1", "127.0.0.1"],
+    }

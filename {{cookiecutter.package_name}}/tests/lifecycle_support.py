@@ -1,0 +1,102 @@
+"""Shared helpers of the lifecycle tests: a head in its own process, and process accounting."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import psutil
+
+from {{ cookiecutter.package_name }}.local_grain import child_environment
+
+PROJECT = Path(__file__).resolve().parents[1]
+SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
+
+#: A Grain head: ``slow`` runs many slow tasklets (and writes PROGRESS after the first
+#: result), ``fail`` runs one tasklet that always raises. Arguments: mode, config, progress.
+HEAD_SCRIPT = """
+import sys
+
+import anyio
+import grain.delayed
+from grain.delayed import delayed, each
+from grain.resource import Capacity
+
+from {{ cookiecutter.package_name }}.tasklet import current_client, square
+
+mode, config, progress = sys.argv[1:4]
+
+
+@delayed
+async def slow_square(x):
+    await anyio.sleep(0.05)
+    return await current_client().square(x)
+
+
+async def batch():
+    if mode == "fail":
+        result = await (square @ Capacity(1))("not a number")
+        print("RESULT", repr(result), flush=True)
+        return
+    futures = [(slow_square @ Capacity(1))(float(x)) for x in range(3000)]
+    first = await futures[0]
+    with open(progress, "w") as out:
+        out.write(str(first))
+    await each(futures[1:])
+
+
+grain.delayed.run(batch, config_file=config)
+"""
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> float:
+    """Poll ``condition``; return the seconds it took, or fail naming ``what``."""
+    started = time.monotonic()
+    while not condition():
+        if time.monotonic() - started > timeout:
+            raise AssertionError(f"{what}: not within {timeout:g} s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    try:
+        return [p for p in psutil.Process(pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
+    except psutil.NoSuchProcess:
+        return []
+
+
+@contextmanager
+def head_process(mode: str, config: Path, workdir: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """Run ``HEAD_SCRIPT`` as a head process; end it (by its pid) on exit, whatever happened."""
+    log = open(workdir / "head.log", "w")  # closed in finally
+    process = subprocess.Popen(
+        [sys.executable, "-c", HEAD_SCRIPT, mode, str(config), str(workdir / "progress")],
+        cwd=PROJECT,
+        env=child_environment(SWORKER, env),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        log.close()

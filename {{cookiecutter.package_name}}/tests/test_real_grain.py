@@ -12,6 +12,7 @@ import pytest
 from grain.config import load_conf
 
 from {{ cookiecutter.package_name }} import DEFAULT_CAPACITY
+from {{ cookiecutter.package_name }}.demo import RUN_MARK_ENV
 from {{ cookiecutter.package_name }}.local_grain import is_backendless
 
 pytestmark = pytest.mark.real_grain
@@ -21,16 +22,18 @@ SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 DEMO_TIMEOUT = 120
 
 
-def leftover_processes(pids: list[int]) -> list[str]:
-    """Processes the demo started (by pid) or that run this package's demo backend, not ours."""
-    ours = {child.pid for child in psutil.Process().children(recursive=True)}
+def leftover_processes(pids: list[int], run_mark: str) -> list[str]:
+    """Processes the demo started: by pid, or carrying its run's mark in their environment."""
     left = []
     for process in psutil.process_iter(["pid", "cmdline", "status"]):
-        if process.info["status"] == psutil.STATUS_ZOMBIE or process.info["pid"] in ours:
+        if process.info["status"] == psutil.STATUS_ZOMBIE:
             continue
-        cmdline = " ".join(process.info["cmdline"] or [])
-        if process.info["pid"] in pids or "{{ cookiecutter.package_name }}.demo_se" in cmdline:
-            left.append(f"{process.info['pid']}: {cmdline}")
+        try:
+            marked = process.environ().get(RUN_MARK_ENV) == run_mark
+        except psutil.Error:
+            marked = False
+        if process.info["pid"] in pids or marked:
+            left.append(f"{process.info['pid']}: {' '.join(process.info['cmdline'] or [])}")
     return left
 
 
@@ -56,7 +59,7 @@ def test_demo_runs_tasklets_on_real_grain_and_leaves_nothing_running() -> None:
     assert summary["wrong"] == 0
     expected_processes = 1 if is_backendless(SWORKER) else 2  # Gnaw, and a worker for a server sworker
     assert len(summary["pids"]) == expected_processes
-    assert leftover_processes(summary["pids"]) == []
+    assert leftover_processes(summary["pids"], summary["run_mark"]) == []
 
 
 def test_demo_at_capacity_one() -> None:

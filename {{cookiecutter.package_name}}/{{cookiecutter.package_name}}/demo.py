@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -26,6 +27,8 @@ from .local_grain import local_grain
 from .tasklet import square
 
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
+#: Environment variable that marks every process of one demo run.
+RUN_MARK_ENV = "SWORKER_DEMO_RUN"
 
 
 def run_batch(config_path: Path, xs: list[float]) -> tuple[list[float], float]:
@@ -71,7 +74,14 @@ def main(argv: list[str] | None = None) -> int:
 
     xs = [float(i) for i in range(args.tasks)]
     started = time.perf_counter()
-    with local_service() as env, environ(env), local_grain(SWORKER, capacity=args.capacity, env=env) as grain:
+    # Every process the demo starts inherits this mark, so a test can prove none is left.
+    run_mark = {RUN_MARK_ENV: secrets.token_hex(8)}
+    with (
+        environ(run_mark),
+        local_service() as env,
+        environ(env),
+        local_grain(SWORKER, capacity=args.capacity, env=env) as grain,
+    ):
         results, first_result_after = run_batch(grain.config_path, xs)
         pids = [pid for pid in (grain.gnaw_pid, grain.worker_pid) if pid]
     elapsed = time.perf_counter() - started
@@ -83,6 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": round(elapsed, 3),
         "first_result_seconds": round(first_result_after, 3),
         "pids": pids,
+        "run_mark": run_mark[RUN_MARK_ENV],
     }
     if args.json:
         print(json.dumps(summary))

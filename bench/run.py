@@ -70,7 +70,11 @@ def median_time(command: list[str], repeats: int, cwd: Path, env: dict[str, str]
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
-        subprocess.run(command, cwd=cwd, env=env, check=True, capture_output=True, timeout=600)
+        result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"{command} failed ({result.returncode}):\n{result.stdout[-3000:]}{result.stderr[-2000:]}"
+            )
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 

@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -478,6 +479,8 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write BENCHMARKS.md and the plot",
     )
     args = parser.parse_args(argv)
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:  # started as a background job: let children have SIGINT
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     settings = QUICK if args.quick else FULL
     output = args.output or (Path(tempfile.mkdtemp(prefix="bench-quick-")) if args.quick else REPO)
     started = time.perf_counter()

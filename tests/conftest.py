@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -12,6 +13,11 @@ from typing import Any
 
 import pytest
 from cookiecutter.main import cookiecutter
+
+# A shell starts background jobs with SIGINT ignored, and the processes these tests start
+# would inherit that: a Grain worker could then not be asked to leave. Take SIGINT back.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEMPLATE = Path(__file__).resolve().parents[1]
 REPLAY_DIR = Path(__file__).resolve().parent / "replay"

@@ -25,6 +25,8 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0
 #: A worker leaves the head and tears its server down within this time.
@@ -140,6 +142,9 @@ def running_process(
             stderr=subprocess.STDOUT,
             env=dict(env),
             start_new_session=True,
+            # A shell runs background jobs with SIGINT ignored, and children inherit that:
+            # restore it, or the worker could not be asked to leave (and tear its server down).
+            preexec_fn=_default_sigint,
         )
     try:
         yield process
@@ -147,8 +152,16 @@ def running_process(
         stop(process, stop_signal, stop_timeout)
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def stop(process: subprocess.Popen[bytes], stop_signal: signal.Signals, timeout: float) -> None:
-    """Send ``stop_signal``, wait up to ``timeout`` s, then kill its whole session, and reap it."""
+    """Send ``stop_signal``, wait up to ``timeout`` s, then kill it and all it started, and reap it."""
+    try:
+        descendants = psutil.Process(process.pid).children(recursive=True)
+    except psutil.Error:
+        descendants = []
     if process.poll() is None:
         process.send_signal(stop_signal)
         try:
@@ -160,6 +173,11 @@ def stop(process: subprocess.Popen[bytes], stop_signal: signal.Signals, timeout:
     except (ProcessLookupError, PermissionError):
         pass
     process.wait()
+    for child in descendants:  # e.g. a server in a session of its own, if the stop signal was not obeyed
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
 
 
 def wait_for(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: str, log: Path) -> None:

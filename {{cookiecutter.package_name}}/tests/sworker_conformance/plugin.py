@@ -20,6 +20,11 @@ import trio
 from .instance import ProbeFailed, describe, first_violation
 from .target import Target, read_worker_config
 
+#: Parametrize an ``async def`` test with this to run it under asyncio (portability) and trio (Grain).
+LOOPS = [
+    pytest.param("asyncio", marks=pytest.mark.asyncio, id="asyncio"),
+    pytest.param("trio", marks=pytest.mark.sworker_trio, id="trio"),
+]
 TRIO_DEADLINE = 180.0
 DEFAULT_FOREIGN_CAPACITY = 4
 

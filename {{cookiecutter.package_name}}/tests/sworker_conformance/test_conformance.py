@@ -12,14 +12,11 @@ import pytest
 
 from . import checks
 from .observation import observed, observed_dead_server
+from .plugin import LOOPS
 from .target import Target
 
 pytestmark = [pytest.mark.conformance, pytest.mark.usefixtures("sworker_environment")]
 
-LOOPS = [
-    pytest.param("asyncio", marks=pytest.mark.asyncio, id="asyncio"),
-    pytest.param("trio", marks=pytest.mark.sworker_trio, id="trio"),
-]
 Env = Mapping[str, str]
 
 

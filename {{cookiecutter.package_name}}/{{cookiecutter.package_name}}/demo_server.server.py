@@ -3,16 +3,17 @@
 It speaks JSON lines over TCP and serves only clients that first present the
 per-instance secret, which it reads from the environment, never from its
 command line (where ``ps`` would show it to every user of the node).
-It runs in its own process, so it may use any framework; this one uses asyncio.
+It runs in its own process, so it may use any framework; this one uses the
+standard library's threaded socketserver, which starts in a few milliseconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hmac
 import json
 import os
+import socketserver
 import sys
 from typing import Any
 
@@ -32,36 +33,39 @@ def answer(request: dict[str, Any]) -> dict[str, Any]:
     return {"error": f"unknown op {op!r}"}
 
 
-async def serve_client(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, secret: str) -> None:
-    """Serve one connection until it closes; refuse it unless it starts with the secret."""
-    authenticated = False
-    try:
-        while line := await reader.readline():
+class ClientHandler(socketserver.StreamRequestHandler):
+    """Serves one connection until it closes; refuses it unless it starts with the secret."""
+
+    server: DemoServer
+    disable_nagle_algorithm = True  # a reply leaves at once, not after the next request
+
+    def handle(self) -> None:
+        authenticated = False
+        for line in self.rfile:
             try:
                 request = json.loads(line)
             except ValueError:
-                break
+                return
             if not authenticated:
                 offered = str(request.get("secret", "")) if request.get("op") == "hello" else ""
-                authenticated = hmac.compare_digest(offered.encode(), secret.encode())
+                authenticated = hmac.compare_digest(offered.encode(), self.server.secret.encode())
                 reply = {"result": "hello"} if authenticated else {"error": "unauthenticated"}
             else:
                 reply = answer(request)
-            writer.write(json.dumps({"id": request.get("id"), **reply}).encode() + b"\n")
-            await writer.drain()
+            self.wfile.write(json.dumps({"id": request.get("id"), **reply}).encode() + b"\n")
             if not authenticated:
-                break
-    except ConnectionError:
-        pass
-    finally:
-        writer.close()
+                return
 
 
-async def serve(host: str, port: int, secret: str) -> None:
-    """Listen on ``host:port`` until terminated."""
-    server = await asyncio.start_server(lambda r, w: serve_client(r, w, secret), host, port)
-    async with server:
-        await server.serve_forever()
+class DemoServer(socketserver.ThreadingTCPServer):
+    """One thread per connection; the head opens one connection per sworker instance."""
+
+    allow_reuse_address = True
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], secret: str) -> None:
+        self.secret = secret
+        super().__init__(address, ClientHandler)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,10 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     if not secret:
         print(f"demo server: set {SECRET_ENV} to the per-instance secret", file=sys.stderr)
         return 2
-    try:
-        asyncio.run(serve(args.host, args.port, secret))
-    except KeyboardInterrupt:
-        pass
+    with DemoServer((args.host, args.port), secret) as server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
     return 0
 
 

@@ -59,7 +59,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--sworker-startup-timeout",
         type=float,
-        default=60.0,
+        default=30.0,
         help="seconds grain_run_sworker may take to yield (rule 9)",
     )
     group.addoption("--sworker-cleanup-limit", type=float, default=10.0, help="seconds teardown may take (rule 6)")

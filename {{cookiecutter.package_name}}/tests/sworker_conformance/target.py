@@ -27,7 +27,7 @@ class Target:
     environment_name: str = ""
     config_path: Path | None = None
     #: Bound on grain_run_sworker()/grain_context() start-up (rule 9).
-    startup_timeout: float = 60.0
+    startup_timeout: float = 30.0
     #: Bound on teardown after cancellation (rule 6).
     cleanup_limit: float = 10.0
     #: Longest event-loop stall tolerated while calls run (rule 7).

@@ -100,3 +100,20 @@ def head_process(mode: str, config: Path, workdir: Path, env: Mapping[str, str])
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         log.close()
+
+
+def listening_addresses(command: list[str], env: Mapping[str, str]) -> list[str]:
+    """Start ``command``, wait until it listens, and return the addresses it listens on; then end it."""
+    process = subprocess.Popen(
+        command, cwd=PROJECT, env=dict(env), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+
+        def addresses() -> list[str]:
+            return [c.laddr.ip for c in psutil.Process(process.pid).net_connections("tcp") if c.status == "LISTEN"]
+
+        wait_until(lambda: bool(addresses()), 20, f"{command[2]} listens")
+        return addresses()
+    finally:
+        process.kill()
+        process.wait()

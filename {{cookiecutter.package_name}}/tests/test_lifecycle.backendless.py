@@ -19,7 +19,7 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
-from lifecycle_support import PROJECT, SWORKER, descendants, head_process, wait_until
+from lifecycle_support import PROJECT, SWORKER, descendants, head_process, listening_addresses, wait_until
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.client import (
@@ -205,17 +205,7 @@ def test_no_shell_anywhere_and_the_demo_service_binds_loopback() -> None:
     port = free_port()
     env = {**os.environ, TOKEN_ENV: "t0ken"}
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo_service", "--port", str(port)]
-    service = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-
-        def listening() -> list[str]:
-            return [c.laddr.ip for c in psutil.Process(service.pid).net_connections("tcp") if c.status == "LISTEN"]
-
-        wait_until(lambda: bool(listening()), 20, "demo service listens")
-        assert listening() == ["127.0.0.1"]
-    finally:
-        service.kill()
-        service.wait()
+    assert listening_addresses(command, env) == ["127.0.0.1"]
 
 
 # --- real Grain: signals and tasklet failures ---------------------------------------------------

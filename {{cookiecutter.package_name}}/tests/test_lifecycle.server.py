@@ -18,7 +18,7 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
-from lifecycle_support import PROJECT, SWORKER, alive, descendants, head_process, wait_until
+from lifecycle_support import PROJECT, SWORKER, alive, descendants, head_process, listening_addresses, wait_until
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.client import RemoteError, ServerGoneError
@@ -282,17 +282,7 @@ def test_the_demo_server_run_on_its_own_binds_loopback_only() -> None:
     port = the_sworker.pick_free_port("127.0.0.1")
     env = {**os.environ, SECRET_ENV: "s3cret"}
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo_server", "--port", str(port)]
-    server = subprocess.Popen(command, cwd=PROJECT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-
-        def listening() -> list[str]:
-            return [c.laddr.ip for c in psutil.Process(server.pid).net_connections("tcp") if c.status == "LISTEN"]
-
-        wait_until(lambda: bool(listening()), 20, "demo server listens")
-        assert listening() == ["127.0.0.1"]
-    finally:
-        server.kill()
-        server.wait()
+    assert listening_addresses(command, env) == ["127.0.0.1"]
 
 
 def test_the_secret_never_reaches_the_command_line_or_the_output(monkeypatch: pytest.MonkeyPatch) -> None:

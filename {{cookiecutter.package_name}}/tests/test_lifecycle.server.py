@@ -9,7 +9,6 @@ from __future__ import annotations
 import ast
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator

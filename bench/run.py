@@ -321,12 +321,7 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
             harness_kind = sworker.kind
             for capacity in settings.capacities:
                 measured = grain_run(
-                    baked[harness_kind],
-                    packages[harness_kind],
-                    sworker,
-                    capacity,
-                    settings.tasks,
-                    1,
+                    baked[harness_kind], packages[harness_kind], sworker, capacity, settings.tasks, settings.repeats
                 )
                 report["scaling"][f"{sworker.label}|{capacity}"] = measured
         log("scaling with batch size ...")
@@ -466,7 +461,7 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
         "",
         "## 5. How cost grows",
         "",
-        "Throughput (tasklets/s) against instance capacity V ([plot](bench/throughput.png)):",
+        "Throughput (tasklets/s, median of the runs) against instance capacity V ([plot](bench/throughput.png)):",
         "",
         "| sworker | " + " | ".join(f"V={c}" for c in report["settings"]["capacities"]) + " |",
         "|---|" + "---|" * len(report["settings"]["capacities"]),

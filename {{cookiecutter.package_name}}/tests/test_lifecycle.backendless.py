@@ -182,8 +182,9 @@ def test_one_hundred_start_stop_cycles_leak_nothing() -> None:
         listening = sum(1 for c in me.net_connections("tcp") if c.status == psutil.CONN_LISTEN)
         for _ in range(100):
             await cycle()
-        assert me.num_fds() == fds
-        assert sum(1 for c in me.net_connections("tcp") if c.status == psutil.CONN_LISTEN) == listening
+        # Fewer than before is fine: something from an earlier test may have been collected meanwhile.
+        assert me.num_fds() <= fds
+        assert sum(1 for c in me.net_connections("tcp") if c.status == psutil.CONN_LISTEN) <= listening
 
     run_trio(main)
 

@@ -222,12 +222,13 @@ def test_one_hundred_start_stop_cycles_leak_nothing(monkeypatch: pytest.MonkeyPa
                 lanes.start_soon(cycles, 25)
         # A descriptor may still be closing as the last cycle ends (no garbage collection is
         # forced: that would hide a leak). A leaking cycle would leave 100 behind, not settle.
+        # Fewer than before is fine: something from an earlier test may have been collected meanwhile.
         for _ in range(100):  # up to 2 s
-            if (me.num_fds(), listening_sockets(me)) == (fds, listening):
+            if me.num_fds() <= fds and listening_sockets(me) <= listening:
                 break
             await anyio.sleep(0.02)
-        assert me.num_fds() == fds
-        assert listening_sockets(me) == listening
+        assert me.num_fds() <= fds
+        assert listening_sockets(me) <= listening
         return fds, listening
 
     run_trio(main)

@@ -180,7 +180,7 @@ def check_cleanup(target: Target, observation: Observation) -> None:
         if instance.leftover:
             _violation(
                 6,
-                f"after Grain-style teardown (cancellation), {instance.leftover.describe()} was still there (the "
+                f"after Grain-style teardown (cancellation), {instance.leftover_description} was still there (the "
                 "kit has killed it); on a cluster that is an orphan on the worker node. Code after a bare yield "
                 "never runs.",
             )

@@ -35,6 +35,7 @@ class Instance:
     footprint: Footprint = field(default_factory=Footprint.empty)
     #: What was still there after its teardown finished (the kit then killed it).
     leftover: Footprint = field(default_factory=Footprint.empty)
+    leftover_description: str = ""
     teardown_seconds: float | None = None
 
     @property
@@ -58,6 +59,14 @@ def needs_asyncio(exc: BaseException) -> bool:
         if "no running event loop" in text or "no current event loop" in text or text.startswith("asyncio."):
             return True
         if type(error).__name__ == "AsyncLibraryNotFoundError":
+            return True
+    return False
+
+
+def needs_trio(exc: BaseException) -> bool:
+    """Whether ``exc`` is what trio-only code raises under asyncio."""
+    for error in _walk(exc):
+        if type(error).__module__.startswith("trio") or "must be called from async context" in str(error):
             return True
     return False
 
@@ -135,6 +144,13 @@ def step(rule: int | None, what: str) -> Iterator[None]:
         if loop == "trio" and needs_asyncio(exc):
             raise ContractViolation(
                 7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}."
+            ) from None
+        if loop == "asyncio" and needs_trio(exc):
+            raise ContractViolation(
+                rule or 7,
+                f"{what} needs trio: under asyncio it raised {describe(exc)}. Grain runs trio, so this is "
+                "portability only.",
+                "nothing, for Grain; to run under asyncio too, write the async code against anyio.",
             ) from None
         if rule is None:
             raise ProbeFailed(
@@ -231,6 +247,7 @@ async def running_instance(target: Target) -> AsyncIterator[Instance]:
         leftover = Footprint.now().added_since(before)
         if instance is not None:
             instance.leftover = leftover
+            instance.leftover_description = leftover.describe()  # before the kill, while names are known
         leftover.kill()
 
 

@@ -7,5 +7,6 @@ rm -rf "$out"
 cookiecutter --no-input --output-dir "$out" "$repo" "$@"
 package="$(ls "$out")"
 cd "$out/$package"
-python -m pip install --quiet --no-deps -e .
+# `python -m` puts this folder on sys.path, and the demo hands it on to the processes it starts:
+# nothing is installed into the environment.
 python -m "$package.demo"

@@ -7,12 +7,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import anyio
 import psutil
 
+from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.local_grain import child_environment
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -117,3 +120,17 @@ def listening_addresses(command: list[str], env: Mapping[str, str]) -> list[str]
     finally:
         process.kill()
         process.wait()
+
+
+def run_trio(function: Callable[[], Awaitable[object]]) -> None:
+    """Run ``function`` under trio, as Grain does."""
+    anyio.run(function, backend="trio")
+
+
+async def start_and_connect() -> AsyncIterator[Any]:
+    """The sworker's instance and its client, entered as Grain enters them (fields without the name)."""
+    async with the_sworker.grain_run_sworker() as fields:
+        fields = dict(fields)
+        fields.pop("name")
+        async with the_sworker.grain_context(**fields) as client:
+            yield client

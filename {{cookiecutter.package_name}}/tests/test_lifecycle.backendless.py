@@ -12,19 +12,27 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import psutil
 import pytest
-from lifecycle_support import PROJECT, SWORKER, descendants, head_process, listening_addresses, wait_until
+from lifecycle_support import (
+    PROJECT,
+    SWORKER,
+    descendants,
+    head_process,
+    listening_addresses,
+    run_trio,
+    start_and_connect,
+    wait_until,
+)
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.client import (
     TOKEN_ENV,
     URL_ENV,
-    Client,
     MissingSettingError,
     RemoteError,
     ServiceUnavailableError,
@@ -57,18 +65,6 @@ def nothing_new_left_behind() -> Iterator[None]:
     for process in left:
         process.kill()
     assert not left, [" ".join(p.cmdline()) for p in left]
-
-
-def run_trio(function: object) -> None:
-    anyio.run(function, backend="trio")  # type: ignore[arg-type]
-
-
-async def start_and_connect() -> AsyncIterator[Client]:
-    async with the_sworker.grain_run_sworker() as fields:
-        fields = dict(fields)
-        fields.pop("name")
-        async with the_sworker.grain_context(**fields) as client:
-            yield client
 
 
 # --- credentials ------------------------------------------------------------------------------

@@ -11,13 +11,23 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
 import psutil
 import pytest
-from lifecycle_support import PROJECT, SWORKER, alive, descendants, head_process, listening_addresses, wait_until
+from lifecycle_support import (
+    PROJECT,
+    SWORKER,
+    alive,
+    descendants,
+    head_process,
+    listening_addresses,
+    run_trio,
+    start_and_connect,
+    wait_until,
+)
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.client import RemoteError, ServerGoneError
@@ -66,18 +76,6 @@ def nothing_left_behind() -> Iterator[None]:
 
 def use_server(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
     monkeypatch.setattr(the_sworker, "SERVER_COMMAND", [sys.executable, "-I", "-S", "-c", code, "{host}", "{port}"])
-
-
-def run_trio(function: object) -> None:
-    anyio.run(function, backend="trio")  # type: ignore[arg-type]
-
-
-async def start_and_connect() -> AsyncIterator[object]:
-    async with the_sworker.grain_run_sworker() as fields:
-        fields = dict(fields)
-        fields.pop("name")
-        async with the_sworker.grain_context(**fields) as client:
-            yield client
 
 
 # --- start-up faults -------------------------------------------------------------------------

@@ -87,6 +87,18 @@ async def wait_listening(process: Process, port: int, seconds: float = STARTUP_T
         raise RuntimeError(f"the echo server did not listen on {HOST}:{port} within {seconds:g} s") from None
 
 
+@asynccontextmanager
+async def running_echo_server() -> AsyncIterator[int]:
+    """The good server lifecycle, yielding the port: free port, start, bounded readiness; stopped in finally."""
+    port = free_port()
+    process = await start_server(port)
+    try:
+        await wait_listening(process, port)
+        yield port
+    finally:
+        await stop_server(process)
+
+
 async def stop_server(process: Process) -> None:
     """Terminate the server's group, kill it after a grace period, reap it (shielded, bounded)."""
     with anyio.CancelScope(shield=True):

@@ -6,20 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ._parts import HOST, EchoClient, free_port, start_server, stop_server, wait_listening
+from ._parts import HOST, EchoClient, running_echo_server
 
 GRAIN_SWORKER_CONFIG: dict[str, object] = {}
 
 
 @asynccontextmanager
 async def grain_run_sworker() -> AsyncIterator[dict[str, Any]]:
-    port = free_port()
-    process = await start_server(port)
-    try:
-        await wait_listening(process, port)
+    async with running_echo_server() as port:
         yield {"name": f"echo@{HOST}:{port}", "host": HOST, "port": port}
-    finally:
-        await stop_server(process)
 
 
 @asynccontextmanager

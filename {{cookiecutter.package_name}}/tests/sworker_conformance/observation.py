@@ -278,7 +278,10 @@ async def observe_dead_server(target: Target) -> DeadServerObservation:
 
 
 def kill_processes(pids: frozenset[int]) -> str:
-    """SIGKILL each process and its group, and wait until they are gone."""
+    """SIGKILL each process and its group, and wait until they are gone.
+
+    Unlike ``Footprint.kill`` it never reaps them: the module's own cleanup still waits on its process.
+    """
     own_group = os.getpgid(0)
     for pid in pids:
         try:

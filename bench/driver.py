@@ -33,8 +33,8 @@ def measure_grain(args: argparse.Namespace) -> dict[str, float]:
     from grain.delayed import each
     from grain.resource import Capacity
 
-    local_grain = importlib.import_module(f"{args.harness}.local_grain")
-    environ = importlib.import_module(f"{args.harness}.demo").environ
+    local_grain = importlib.import_module(f"{args.harness}.demo.local_grain")
+    environ = importlib.import_module(f"{args.harness}.demo.run").environ
     tasklet = load(args.tasklet)
     environment = load(args.env)() if args.env else nullcontext({})
     xs = [float(i) for i in range(args.tasks)]
@@ -97,8 +97,8 @@ def measure_client(args: argparse.Namespace) -> dict[str, float]:
     import anyio
 
     sworker = importlib.import_module(f"{args.package}.the_sworker")
-    local_service = importlib.import_module(f"{args.package}.local_env").local_service
-    environ = importlib.import_module(f"{args.package}.demo").environ
+    local_service = importlib.import_module(f"{args.package}.demo.environment").local_service
+    environ = importlib.import_module(f"{args.package}.demo.run").environ
 
     async def main() -> float:
         async with sworker.grain_run_sworker() as yielded:

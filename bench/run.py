@@ -251,7 +251,7 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
                 "server",
                 f"{packages['server']}.the_sworker",
                 f"{packages['server']}.tasklet:square",
-                f"{packages['server']}.local_env:local_service",
+                f"{packages['server']}.demo.environment:local_service",
             ),
             Sworker(
                 "server floor (trio echo, no subprocess)",
@@ -265,7 +265,7 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
                 "backendless",
                 f"{packages['backendless']}.the_sworker",
                 f"{packages['backendless']}.tasklet:square",
-                f"{packages['backendless']}.local_env:local_service",
+                f"{packages['backendless']}.demo.environment:local_service",
             ),
             Sworker(
                 "backendless floor (grain.local_sworker)",

@@ -18,16 +18,16 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
     "server": {
         "PKG/the_sworker.server.py": "PKG/the_sworker.py",
         "PKG/client.server.py": "PKG/client.py",
-        "PKG/local_env.server.py": "PKG/local_env.py",
-        "PKG/demo_server.server.py": "PKG/demo_server.py",
+        "PKG/demo/environment.server.py": "PKG/demo/environment.py",
+        "PKG/demo/server.server.py": "PKG/demo/server.py",
         "PKG/server_process.server.py": "PKG/server_process.py",
         "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
     },
     "backendless": {
         "PKG/the_sworker.backendless.py": "PKG/the_sworker.py",
         "PKG/client.backendless.py": "PKG/client.py",
-        "PKG/local_env.backendless.py": "PKG/local_env.py",
-        "PKG/demo_service.backendless.py": "PKG/demo_service.py",
+        "PKG/demo/environment.backendless.py": "PKG/demo/environment.py",
+        "PKG/demo/service.backendless.py": "PKG/demo/service.py",
         "tests/test_lifecycle.backendless.py": "tests/test_lifecycle.py",
     },
 }
@@ -83,7 +83,7 @@ def next_steps(package: str, variant: str) -> str:
     return (
         f"Created the {variant} sworker package {package!r}. Next:\n"
         f"  cd {package}\n"
-        f"  python -m pip install -e '.[test]'\n"
+        f"  python -m pip install --upgrade pip && python -m pip install -e '.[demo]' --group dev\n"
         f"  python -m {package}.demo        # a batch of tasklets on a real local Grain\n"
         f"  python -m pytest                # conformance suite and end-to-end tests\n"
         f"Then put your own {'service client' if variant == 'backendless' else 'server command'} "

@@ -24,7 +24,7 @@ SHADOWED = frozenset(
     secrets subprocess tempfile argparse dataclasses contextlib collections pathlib importlib logging http
     urllib email string types abc io re hmac shlex attr attrs cattr cattrs dill click outcome sniffio idna
     certifi httpcore h11 exceptiongroup sortedcontainers sworker_conformance conftest setuptools hatchling
-    pip site builtins __future__
+    pip site builtins __future__ packaging
     """.split()
 )
 MAX_PACKAGE_NAME = 50

@@ -23,6 +23,12 @@ TEMPLATE = Path(__file__).resolve().parents[1]
 REPLAY_DIR = Path(__file__).resolve().parent / "replay"
 #: One replay (answers) file per variant drives the test matrix.
 VARIANTS = sorted(path.stem for path in REPLAY_DIR.glob("*.json"))
+#: The files at the top of a generated package: what the author owns and what runs in production.
+#: The local Grain harness and the stand-ins live in its ``demo/`` subpackage.
+PRODUCTION_FILES = {
+    "server": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "server_process.py", "py.typed"},
+    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed"},
+}
 
 
 def replay_answers(variant: str) -> dict[str, Any]:

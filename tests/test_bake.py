@@ -4,29 +4,28 @@ from __future__ import annotations
 
 import py_compile
 import re
+import shutil
+import sys
 import tomllib
 from pathlib import Path
 
-from conftest import bake, replay_answers, run
+from conftest import PRODUCTION_FILES, bake, replay_answers, run
 from grain.config import load_conf
 
 EXPECTED_FILES = {
     "pyproject.toml",
     "README.md",
     "grain.toml",
-    "PKG/__init__.py",
-    "PKG/the_sworker.py",
-    "PKG/tasklet.py",
-    "PKG/client.py",
-    "PKG/probe.py",
-    "PKG/demo.py",
-    "PKG/local_env.py",
-    "PKG/local_grain.py",
+    "PKG/demo/__init__.py",
+    "PKG/demo/__main__.py",
+    "PKG/demo/run.py",
+    "PKG/demo/environment.py",
+    "PKG/demo/local_grain.py",
     "tests/conftest.py",
     "tests/test_real_grain.py",
     "tests/sworker_conformance/plugin.py",
 }
-VARIANT_ONLY = {"server": {"PKG/demo_server.py"}, "backendless": {"PKG/demo_service.py"}}
+VARIANT_ONLY = {"server": {"PKG/demo/server.py"}, "backendless": {"PKG/demo/service.py"}}
 JINJA_RESIDUE = re.compile(r"(?<!\$)\{\{-?\s*\w|\{%-?\s|\s-?%\}|cookiecutter\.")
 
 
@@ -43,6 +42,17 @@ def test_layout_matches_the_seed_and_holds_only_the_variants_files(baked: Path, 
     for unexpected in VARIANT_ONLY[other]:
         assert unexpected.replace("PKG", package) not in files
     assert not [name for name in files if ".server." in name or ".backendless." in name]
+    top_level = {path.name for path in (baked / package).iterdir() if path.is_file()}
+    assert top_level == PRODUCTION_FILES[variant], "the package's top level is the author's and production's"
+
+
+def test_the_sworker_imports_with_the_demo_and_its_stand_ins_deleted(baked: Path, variant: str, tmp_path: Path) -> None:
+    package = replay_answers(variant)["package_name"]
+    copy = shutil.copytree(baked, tmp_path / "copy")
+    shutil.rmtree(copy / package / "demo")
+    load = f"import {package}.the_sworker as m, {package}.tasklet, {package}.probe; print(m.GRAIN_SWORKER_CONFIG)"
+    result = run([sys.executable, "-c", load], copy)
+    assert result.returncode == 0, result.stderr[-3000:]
 
 
 def test_no_jinja_residue_and_every_python_file_compiles(baked: Path) -> None:

@@ -251,9 +251,9 @@ def probe(namespace: str, host: str, port: int, cases: dict[str, list[dict[str, 
 def server_process(port: int) -> psutil.Process:
     for process in psutil.process_iter(["cmdline"]):
         cmdline = process.info["cmdline"] or []
-        if f"{PACKAGE}.demo_server" in cmdline and str(port) in cmdline:
+        if f"{PACKAGE}.demo.server" in cmdline and str(port) in cmdline:
             return process
-    raise AssertionError(f"no {PACKAGE}.demo_server process with port {port}")
+    raise AssertionError(f"no {PACKAGE}.demo.server process with port {port}")
 
 
 @pytest.fixture(scope="module")
@@ -346,7 +346,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
         command_lines = subprocess.run(
             ["ps", "-eww", "-o", "args="], check=False, capture_output=True, text=True, timeout=10
         )
-        assert command_lines.returncode == 0 and f"{PACKAGE}.demo_server" in command_lines.stdout
+        assert command_lines.returncode == 0 and f"{PACKAGE}.demo.server" in command_lines.stdout
         assert secret not in command_lines.stdout
         assert not [p.pid for p in psutil.process_iter(["cmdline"]) if secret in " ".join(p.info["cmdline"] or [])]
 
@@ -393,7 +393,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
 def test_bind_and_advertised_addresses_come_from_one_place(project: Path) -> None:
     script = f"""
 import json, os
-from {PACKAGE}.local_env import local_service
+from {PACKAGE}.demo.environment import local_service
 from {PACKAGE}.the_sworker import server_addresses
 cases = {{}}
 for name, env in json.loads(os.environ["CASES"]).items():

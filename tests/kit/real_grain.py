@@ -1,6 +1,6 @@
 """A real Grain on loopback for the proofs: Gnaw, workers and heads, each ended by its pid.
 
-Reuses the generated package's harness (``local_grain.py``, Jinja-free) for Gnaw
+Reuses the generated package's harness (``demo/local_grain.py``, Jinja-free) for Gnaw
 and ``python -m grain.worker``; heads run ``grain_head.py`` in a session of
 their own and are killed (whole group) when they do not finish in time, which
 is how a hang is told apart from an exit. Every process of a proof carries a
@@ -29,7 +29,8 @@ import psutil
 from .conftest import TEMPLATE
 
 _spec = importlib.util.spec_from_file_location(
-    "kit_local_grain", TEMPLATE / "{{cookiecutter.package_name}}" / "{{cookiecutter.package_name}}" / "local_grain.py"
+    "kit_local_grain",
+    TEMPLATE / "{{cookiecutter.package_name}}" / "{{cookiecutter.package_name}}" / "demo" / "local_grain.py",
 )
 assert _spec and _spec.loader
 local_grain = importlib.util.module_from_spec(_spec)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,7 @@ import anyio
 import psutil
 
 from {{ cookiecutter.package_name }} import the_sworker
-from {{ cookiecutter.package_name }}.local_grain import child_environment
+from {{ cookiecutter.package_name }}.demo.local_grain import child_environment
 
 PROJECT = Path(__file__).resolve().parents[1]
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
@@ -127,6 +127,7 @@ def run_trio(function: Callable[[], Awaitable[object]]) -> None:
     anyio.run(function, backend="trio")
 
 
+@asynccontextmanager
 async def start_and_connect() -> AsyncIterator[Any]:
     """The sworker's instance and its client, entered as Grain enters them (fields without the name)."""
     async with the_sworker.grain_run_sworker() as fields:

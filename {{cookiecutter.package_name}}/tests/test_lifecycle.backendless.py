@@ -37,8 +37,8 @@ from {{ cookiecutter.package_name }}.client import (
     RemoteError,
     ServiceUnavailableError,
 )
-from {{ cookiecutter.package_name }}.local_env import local_service
-from {{ cookiecutter.package_name }}.local_grain import local_grain
+from {{ cookiecutter.package_name }}.demo.environment import local_service
+from {{ cookiecutter.package_name }}.demo.local_grain import local_grain
 
 PACKAGE = PROJECT / "{{ cookiecutter.package_name }}"
 
@@ -76,7 +76,7 @@ def test_a_missing_setting_is_a_clear_error_naming_the_variable(missing: str, mo
 
     async def main() -> None:
         with pytest.raises(MissingSettingError, match=f"set the environment variable {missing} "):
-            async for _ in start_and_connect():
+            async with start_and_connect():
                 pytest.fail("started without the setting")
 
     run_trio(main)
@@ -112,10 +112,9 @@ def test_a_wrong_token_is_an_error_naming_the_variable(monkeypatch: pytest.Monke
     monkeypatch.setenv(TOKEN_ENV, "wrong")
 
     async def main() -> None:
-        async for client in start_and_connect():
+        async with start_and_connect() as client:
             with pytest.raises(RemoteError, match=f"refused the token in {TOKEN_ENV}"):
                 await client.square(2.0)
-            break
 
     run_trio(main)
 
@@ -124,39 +123,42 @@ def test_a_wrong_token_is_an_error_naming_the_variable(monkeypatch: pytest.Monke
 
 
 def test_a_service_that_is_gone_makes_every_call_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from {{ cookiecutter.package_name }}.local_grain import free_port
+    from {{ cookiecutter.package_name }}.demo.local_grain import free_port
 
     monkeypatch.setenv(URL_ENV, f"http://127.0.0.1:{free_port()}")
 
     async def main() -> None:
-        async for client in start_and_connect():
+        async with start_and_connect() as client:
             for _ in range(3):
                 with pytest.raises(ServiceUnavailableError, match=URL_ENV):
                     result = await client.square(4.0)
                     pytest.fail(f"a call to a missing service returned {result!r}")
-            break
 
     run_trio(main)
 
 
 def test_a_tasklet_error_says_what_went_wrong() -> None:
     async def main() -> None:
-        async for client in start_and_connect():
+        async with start_and_connect() as client:
             with pytest.raises(RemoteError, match=r"failed 'square' \(HTTP 400\): square needs a number"):
                 await client.call("square", x="not a number")
-            break
 
     run_trio(main)
 
 
+# httpx's own request body is an async generator, which trio reports when a call is cancelled
+# mid-send (encode/httpx#3686; a fix is proposed in encode/httpx#3777). Nothing of ours stays open:
+# this test proves the client goes on working. The mark outranks `-W error` for this test alone.
+@pytest.mark.filterwarnings(
+    "ignore:Exception ignored in. <async_generator object ByteStream.__aiter__:pytest.PytestUnraisableExceptionWarning"
+)
 def test_cancellation_during_calls_leaves_the_client_usable() -> None:
     async def main() -> None:
-        async for client in start_and_connect():
+        async with start_and_connect() as client:
             for i in range(20):
                 with anyio.move_on_after(0.0005 * (i % 5)):
                     await client.square(float(i))
             assert await client.square(7.0) == 49.0
-            break
 
     run_trio(main)
 
@@ -168,9 +170,8 @@ def test_one_hundred_start_stop_cycles_leak_nothing() -> None:
     me = psutil.Process()
 
     async def cycle() -> None:
-        async for client in start_and_connect():
+        async with start_and_connect() as client:
             assert await client.square(2.0) == 4.0
-            break
 
     async def main() -> None:
         await cycle()  # warm-up: the event loop's own descriptors
@@ -196,11 +197,11 @@ def test_no_shell_anywhere_and_the_demo_service_binds_loopback() -> None:
                 pytest.fail(f"{path.name}: shell= used")
             if isinstance(node, ast.Attribute) and node.attr in {"system", "popen", "create_subprocess_shell"}:
                 pytest.fail(f"{path.name}: {node.attr} used")
-    from {{ cookiecutter.package_name }}.local_grain import free_port
+    from {{ cookiecutter.package_name }}.demo.local_grain import free_port
 
     port = free_port()
     env = {**os.environ, TOKEN_ENV: "t0ken"}
-    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo_service", "--port", str(port)]
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo.service", "--port", str(port)]
     assert listening_addresses(command, env) == ["127.0.0.1"]
 
 

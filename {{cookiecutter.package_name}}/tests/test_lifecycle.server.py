@@ -31,8 +31,8 @@ from lifecycle_support import (
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.client import RemoteError, ServerGoneError
-from {{ cookiecutter.package_name }}.local_env import local_service
-from {{ cookiecutter.package_name }}.local_grain import local_grain
+from {{ cookiecutter.package_name }}.demo.environment import local_service
+from {{ cookiecutter.package_name }}.demo.local_grain import local_grain
 from {{ cookiecutter.package_name }}.server_process import ServerStartError, running_server
 
 PACKAGE = PROJECT / "{{ cookiecutter.package_name }}"
@@ -129,12 +129,12 @@ def test_a_bad_startup_timeout_setting_names_the_variable(monkeypatch: pytest.Mo
 
 
 def server_pids() -> list[int]:
-    return [p.pid for p in descendants(os.getpid()) if "demo_server" in " ".join(p.cmdline())]
+    return [p.pid for p in descendants(os.getpid()) if "demo.server" in " ".join(p.cmdline())]
 
 
 def test_a_server_dying_mid_run_makes_every_later_call_raise() -> None:
     async def main() -> None:
-        async for client in start_and_connect():
+        async with start_and_connect() as client:
             assert await client.square(3.0) == 9.0  # type: ignore[attr-defined]
             (pid,) = server_pids()
             os.kill(pid, signal.SIGKILL)
@@ -142,7 +142,6 @@ def test_a_server_dying_mid_run_makes_every_later_call_raise() -> None:
                 with pytest.raises((ServerGoneError, RemoteError)):
                     result = await client.square(4.0)  # type: ignore[attr-defined]
                     pytest.fail(f"a call on a dead server returned {result!r}")
-            break
 
     run_trio(main)
 
@@ -159,12 +158,11 @@ def test_cancellation_during_startup_reaps_the_server(after: float) -> None:
 
 def test_cancellation_during_calls_keeps_the_client_consistent_and_reaps_the_server() -> None:
     async def main() -> None:
-        async for client in start_and_connect():
+        async with start_and_connect() as client:
             for i in range(30):
                 with anyio.move_on_after(0.0002 * (i % 5)):
                     await client.square(float(i))  # type: ignore[attr-defined]
             assert await client.square(7.0) == 49.0  # type: ignore[attr-defined]
-            break
 
     run_trio(main)
 
@@ -204,9 +202,8 @@ def test_one_hundred_start_stop_cycles_leak_nothing(monkeypatch: pytest.MonkeyPa
     me = psutil.Process()
 
     async def cycle() -> None:
-        async for client in start_and_connect():
+        async with start_and_connect() as client:
             assert await client.square(2.0) == 4.0  # type: ignore[attr-defined]
-            break
 
     async def cycles(count: int) -> None:
         for _ in range(count):
@@ -275,11 +272,12 @@ def test_a_host_answer_with_shell_characters_stays_one_argument(monkeypatch: pyt
 
 
 def test_the_demo_server_run_on_its_own_binds_loopback_only() -> None:
-    from {{ cookiecutter.package_name }}.demo_server import SECRET_ENV
+    from {{ cookiecutter.package_name }}.demo import server
 
+    assert server.SECRET_ENV == the_sworker.SECRET_ENV  # the stand-in reads what the sworker sets
     port = the_sworker.pick_free_port("127.0.0.1")
-    env = {**os.environ, SECRET_ENV: "s3cret"}
-    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo_server", "--port", str(port)]
+    env = {**os.environ, server.SECRET_ENV: "s3cret"}
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo.server", "--port", str(port)]
     assert listening_addresses(command, env) == ["127.0.0.1"]
 
 
@@ -303,7 +301,7 @@ def test_sigint_to_the_head_then_the_worker_outlives_it_by_gnaws_idle_quit(tmp_p
         assert grain.worker_pid
         with head_process("slow", grain.config_path, tmp_path, env) as head:
             wait_until(lambda: (tmp_path / "progress").exists(), 30, "first result")
-            servers = [p.pid for p in descendants(grain.worker_pid) if "demo_server" in " ".join(p.cmdline())]
+            servers = [p.pid for p in descendants(grain.worker_pid) if "demo.server" in " ".join(p.cmdline())]
             assert servers
             head.send_signal(signal.SIGINT)
             wait_until(lambda: head.poll() is not None, 10, "head exits on SIGINT")
@@ -319,7 +317,7 @@ def test_sigint_to_the_worker_reaps_its_server(tmp_path: Path) -> None:
         assert grain.worker_pid
         with head_process("slow", grain.config_path, tmp_path, env):
             wait_until(lambda: (tmp_path / "progress").exists(), 30, "first result")
-            servers = [p.pid for p in descendants(grain.worker_pid) if "demo_server" in " ".join(p.cmdline())]
+            servers = [p.pid for p in descendants(grain.worker_pid) if "demo.server" in " ".join(p.cmdline())]
             assert servers
             os.kill(grain.worker_pid, signal.SIGINT)
             wait_until(lambda: not alive(grain.worker_pid), 15, "worker exits on SIGINT")

@@ -12,8 +12,8 @@ import pytest
 from grain.config import load_conf
 
 from {{ cookiecutter.package_name }} import DEFAULT_CAPACITY
-from {{ cookiecutter.package_name }}.demo import RUN_MARK_ENV
-from {{ cookiecutter.package_name }}.local_grain import is_backendless
+from {{ cookiecutter.package_name }}.demo.local_grain import is_backendless
+from {{ cookiecutter.package_name }}.demo.run import RUN_MARK_ENV
 
 pytestmark = pytest.mark.real_grain
 

@@ -16,17 +16,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from .client import Client
-from .demo_server import SECRET_ENV
 from .server_process import pick_free_port, running_server
 
 GRAIN_SWORKER_CONFIG: dict[str, object] = {}
 
-#: Your server goes here: an argument list (never a shell string), in which
-#: ``{host}`` and ``{port}`` are filled in at start-up, e.g. ``["terachem", "-s", "{port}"]``.
+#: Your server goes here, in place of the stand-in in ``demo/server.py``: an argument list (never
+#: a shell string), in which ``{host}`` and ``{port}`` are filled in at start-up, e.g.
+#: ``["terachem", "-s", "{port}"]``.
 SERVER_COMMAND: list[str] = [
     sys.executable,
     "-m",
-    "{{ cookiecutter.package_name }}.demo_server",
+    "{{ cookiecutter.package_name }}.demo.server",
     "--host",
     "{host}",
     "--port",
@@ -39,6 +39,9 @@ HOST_ENV = "{{ cookiecutter.package_name | upper }}_HOST"
 #: Address the head is told to connect to, if not the one above (e.g. when the
 #: server listens on ``0.0.0.0``, where the default is this node's address).
 ADVERTISE_HOST_ENV = "{{ cookiecutter.package_name | upper }}_ADVERTISE_HOST"
+#: The per-instance secret reaches the server in this environment variable (never on
+#: its command line, where ``ps`` shows it to every user of the node).
+SECRET_ENV = "{{ cookiecutter.package_name | upper }}_SERVER_SECRET"
 #: Seconds to wait for the server to listen before giving up with an error.
 STARTUP_TIMEOUT_ENV = "{{ cookiecutter.package_name | upper }}_STARTUP_TIMEOUT"
 DEFAULT_STARTUP_TIMEOUT = 60.0

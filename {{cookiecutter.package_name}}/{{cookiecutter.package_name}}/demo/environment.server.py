@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .the_sworker import ADVERTISE_HOST_ENV, HOST_ENV
+from ..the_sworker import ADVERTISE_HOST_ENV, HOST_ENV
 
 LOOPBACK = "127.0.0.1"
 

@@ -21,10 +21,10 @@ import grain.delayed
 from grain.delayed import each
 from grain.resource import Capacity
 
-from . import DEFAULT_CAPACITY
-from .local_env import local_service
+from .. import DEFAULT_CAPACITY
+from ..tasklet import square
+from .environment import local_service
 from .local_grain import local_grain
-from .tasklet import square
 
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 #: Environment variable that marks every process of one demo run.

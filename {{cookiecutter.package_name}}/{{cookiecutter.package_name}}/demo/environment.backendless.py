@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .client import TOKEN_ENV, URL_ENV
+from ..client import TOKEN_ENV, URL_ENV
 from .local_grain import LOOPBACK, child_environment, free_port, running_process, wait_for
 
 
@@ -31,7 +31,7 @@ def local_service() -> Iterator[dict[str, str]]:
     """Run the demo service on loopback; yield the environment the head needs."""
     token = secrets.token_urlsafe(24)
     port = free_port()
-    module = "{{ cookiecutter.package_name }}.demo_service"
+    module = "{{ cookiecutter.package_name }}.demo.service"
     command = [sys.executable, "-m", module, "--port", str(port)]
     env = child_environment(module, {TOKEN_ENV: token})
     with tempfile.TemporaryDirectory(prefix="demo-service-") as tmp:

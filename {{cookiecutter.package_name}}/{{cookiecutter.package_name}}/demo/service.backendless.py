@@ -15,7 +15,7 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from .client import TOKEN_ENV
+from ..client import TOKEN_ENV
 
 
 class Handler(BaseHTTPRequestHandler):

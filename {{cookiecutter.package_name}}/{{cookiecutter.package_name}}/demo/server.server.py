@@ -17,7 +17,8 @@ import socketserver
 import sys
 from typing import Any
 
-SECRET_ENV = {{ (cookiecutter.package_name | upper ~ "_SERVER_SECRET") | py_str }}
+#: The same name as ``the_sworker.SECRET_ENV``: a stand-in does not import the sworker.
+SECRET_ENV = "{{ cookiecutter.package_name | upper }}_SERVER_SECRET"
 
 
 def answer(request: dict[str, Any]) -> dict[str, Any]:

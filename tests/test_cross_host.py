@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import netns
 import psutil
 import pytest
 from conftest import bake, replay_answers
@@ -140,69 +140,35 @@ class Network:
     stranger: str
 
 
-def ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=10)
-
-
-def must(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, f"{' '.join(map(str, result.args))}: {result.stderr.strip()}"
-
-
 @contextmanager
 def network() -> Iterator[Network]:
     """Three namespaces, two veth pairs, addresses, links up (``lo`` too); all deleted on exit."""
-    if shutil.which("ip") is None:
-        pytest.skip("the 'ip' command (iproute2) is not installed: cannot make network namespaces")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (ip netns add): run as root to test across hosts")
-    tag = secrets.token_hex(3)
-    net = Network(head=f"gst-{tag}-head", worker=f"gst-{tag}-work", stranger=f"gst-{tag}-third")
-    made: list[str] = []
-    links = [f"gst{tag}h", f"gst{tag}s"]  # created inside the namespaces; listed for a failed move
     try:
-        for namespace in (net.head, net.worker, net.stranger):
-            result = ip("netns", "add", namespace)
-            if result.returncode != 0:
-                pytest.skip(f"this machine does not allow network namespaces: ip netns add: {result.stderr.strip()}")
-            made.append(namespace)
-        for (left, left_name, left_address), (right, right_name, right_address) in (
-            ((net.head, links[0], HEAD_ADDRESS), (net.worker, f"gst{tag}w", WORKER_ADDRESS)),
-            ((net.stranger, links[1], STRANGER_ADDRESS), (net.worker, f"gst{tag}x", WORKER_SIDE)),
-        ):
-            peer = ["peer", "name", right_name, "netns", right]
-            result = ip("link", "add", left_name, "netns", left, "type", "veth", *peer)
-            if result.returncode != 0:
-                pytest.skip(f"this machine does not allow veth links: {result.stderr.strip()}")
-            for namespace, name, address in ((left, left_name, left_address), (right, right_name, right_address)):
-                must(ip("-n", namespace, "addr", "add", f"{address}/24", "dev", name))
-                must(ip("-n", namespace, "link", "set", name, "up"))
-        for namespace in made:
-            must(ip("-n", namespace, "link", "set", "lo", "up"))
-        # The stranger reaches the worker node's address through its own link, as another host would.
-        must(ip("-n", net.stranger, "route", "add", "10.231.0.0/24", "via", WORKER_SIDE))
-        yield net
-    finally:
-        for namespace in made:
-            # Anything still running in our namespaces is ours: end it by pid before deleting them.
-            for pid in ip("netns", "pids", namespace).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            ip("netns", "del", namespace)
-        for name in links:
-            if ip("link", "show", name).returncode == 0:
-                ip("link", "del", name)
+        with netns.Network() as made:
+            net = Network(head=made.namespace("head"), worker=made.namespace("work"), stranger=made.namespace("third"))
+            made.veth(
+                netns.End(net.head, made.name("h"), f"{HEAD_ADDRESS}/24"),
+                netns.End(net.worker, made.name("w"), f"{WORKER_ADDRESS}/24"),
+            )
+            made.veth(
+                netns.End(net.stranger, made.name("s"), f"{STRANGER_ADDRESS}/24"),
+                netns.End(net.worker, made.name("x"), f"{WORKER_SIDE}/24"),
+            )
+            # The stranger reaches the worker node's address through its own link, as another host would.
+            netns.must(netns.ip("-n", net.stranger, "route", "add", "10.231.0.0/24", "via", WORKER_SIDE))
+            yield net
+    except netns.Unavailable as exc:
+        pytest.skip(f"cannot test across hosts: {exc}")
 
 
 @contextmanager
 def started(
     namespace: str, command: list[str], log: Path, env: Mapping[str, str], stop_signal: signal.Signals, grace: float
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``command`` inside ``namespace`` (``ip netns exec`` execs it: same pid), in its own session."""
+    """``command`` inside ``namespace`` (the same pid), in its own session."""
     with open(log, "wb") as output:
         process = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, *command],
+            netns.inside(namespace, command),
             stdin=subprocess.DEVNULL,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -241,7 +207,7 @@ def tails(logs: Path) -> str:
 
 
 def probe(namespace: str, host: str, port: int, cases: dict[str, list[dict[str, object]]]) -> dict[str, dict]:
-    command = ["ip", "netns", "exec", namespace, PYTHON, "-c", PROBE_SCRIPT, host, str(port), json.dumps(cases)]
+    command = netns.inside(namespace, [PYTHON, "-c", PROBE_SCRIPT, host, str(port), json.dumps(cases)])
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=STEP_TIMEOUT)
     assert result.returncode == 0, result.stderr
     report: dict[str, dict] = json.loads(result.stdout)

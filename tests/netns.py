@@ -1,4 +1,5 @@
-"""Network namespaces, veth pairs and bridges that a test makes and undoes: the one helper for it.
+"""Network namespaces, veth pairs and bridges that a test makes and undoes, and the processes it
+starts in them: the one helper for it.
 
 Tests stand in for hosts with network namespaces: each "host" is a namespace, joined to others (or
 to this machine's own namespace) by veth pairs, optionally through a bridge. ``Network`` records
@@ -12,13 +13,19 @@ raises ``Unavailable`` with the reason, for the caller to skip or fail with.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import secrets
 import shutil
 import signal
 import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 class Unavailable(Exception):
@@ -37,6 +44,52 @@ def inside(namespace: str, command: list[str]) -> list[str]:
     """``command`` run inside ``namespace``. ``nsenter`` execs it (the pid is the command's), and,
     unlike ``ip netns exec``, it leaves /sys alone (slurmd needs the cgroup mounts under it)."""
     return ["nsenter", f"--net=/run/netns/{namespace}", *command]
+
+
+@contextmanager
+def started(
+    namespace: str | None,
+    command: list[str],
+    log: Path,
+    env: Mapping[str, str],
+    stop_signal: signal.Signals,
+    grace: float,
+) -> Iterator[subprocess.Popen[bytes]]:
+    """``command`` (inside ``namespace``, None: this machine's own), in its own session, output to
+    ``log``. On exit it gets ``stop_signal``, then ``grace`` seconds, then SIGKILL (its whole process
+    group), and is reaped. Should the test process die without that, the kernel kills it."""
+    with open(log, "wb") as output:
+        process = subprocess.Popen(
+            inside(namespace, command) if namespace else command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=dict(env),
+            start_new_session=True,
+            preexec_fn=die_with_parent,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(stop_signal)
+            try:
+                process.wait(grace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        process.wait()
+
+
+def die_with_parent() -> None:
+    """In the child before exec: SIGKILL when the thread that forked it exits. Tests start processes
+    from pytest's main thread, so that is when pytest itself is gone (killed, say, by a time limit)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
 
 
 def why_unavailable() -> str | None:

@@ -161,36 +161,6 @@ def network() -> Iterator[Network]:
         pytest.skip(f"cannot test across hosts: {exc}")
 
 
-@contextmanager
-def started(
-    namespace: str, command: list[str], log: Path, env: Mapping[str, str], stop_signal: signal.Signals, grace: float
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``command`` inside ``namespace`` (the same pid), in its own session."""
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            netns.inside(namespace, command),
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(stop_signal)
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait()
-
-
 def wait_until(ready_path: Path, processes: Mapping[str, subprocess.Popen[bytes]], logs: Path) -> None:
     deadline = time.monotonic() + STEP_TIMEOUT
     while not ready_path.exists():
@@ -261,7 +231,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
     with network() as net, ExitStack() as stack:
         stack.callback(gnaw_socket.unlink, missing_ok=True)
         gnaw = stack.enter_context(
-            started(
+            netns.started(
                 net.head,
                 [GNAW, "-hurl", f"unix://{gnaw_socket}", "-wurl", listen, "-n", "8", "-t", "10s", "-swarm", "0"],
                 tmp_path / "gnaw.log",
@@ -274,7 +244,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
         # The worker node: its server listens on, and is advertised at, the link's address.
         res = json.dumps({"Capacity": {"V": CAPACITY}})
         worker = stack.enter_context(
-            started(
+            netns.started(
                 net.worker,
                 [PYTHON, "-m", "grain.worker", "--url", listen, "--res", res, "--sworker", SWORKER],
                 tmp_path / "worker.log",
@@ -284,7 +254,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
             )
         )
         head = stack.enter_context(
-            started(
+            netns.started(
                 net.head,
                 [PYTHON, str(head_script), str(config), str(state)],
                 tmp_path / "head.log",

@@ -25,8 +25,10 @@ from pathlib import Path
 import netns
 import psutil
 import pytest
-from conftest import bake, replay_answers
+from conftest import bake, replay_answers, require_slurm_cluster
 from slurm_cluster import Node, SlurmCluster
+
+require_slurm_cluster()
 
 #: The server variant under a name of its own (random: a concurrent run's processes are not ours).
 PACKAGE = f"on_slurm_{secrets.token_hex(3)}"

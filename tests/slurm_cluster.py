@@ -84,14 +84,14 @@ class SlurmCluster:
             return None
         return next((node for node in self.nodes if netns.namespace_inode(node.namespace) == inode), None)
 
-    def processes_on(self, node: Node) -> list[psutil.Process]:
-        """The live processes inside ``node``'s namespace (slurmd's included)."""
-        found = []
+    def processes_on(self, node: Node) -> dict[int, str]:
+        """The live processes inside ``node``'s namespace (slurmd's included): pid -> name."""
+        found = {}
         for pid in netns.ip("netns", "pids", node.namespace).stdout.split():
             try:
                 process = psutil.Process(int(pid))
                 if process.status() != psutil.STATUS_ZOMBIE:
-                    found.append(process)
+                    found[process.pid] = process.name()
             except psutil.NoSuchProcess:
                 pass
         return found

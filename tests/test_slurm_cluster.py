@@ -328,7 +328,6 @@ def test_grain_up_runs_the_server_sworker_on_slurm_nodes(
             assert servers and all(where == node for _, where in servers), placed
         listed = run.grain("ls").stdout
         assert all(name in listed for name in names), listed
-        print(listed)
 
         (run.state / "go").touch()
         results = run.wait_for("done.json", BATCH_TIMEOUT)

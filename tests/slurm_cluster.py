@@ -1,4 +1,5 @@
 """A real Slurm cluster on this machine, for the cluster tests: munged, slurmctld and two slurmd nodes.
+(``python tests/slurm_cluster.py`` holds one up for trying things by hand.)
 
 Each node is a network namespace made here, joined to this machine's namespace through a bridge (the
 controller's side: slurmctld, and a Grain head, listen on the bridge's address), so a job sees only its
@@ -300,3 +301,22 @@ def free_port() -> int:
         probe.bind(("0.0.0.0", 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def main() -> None:
+    """``python tests/slurm_cluster.py``: a cluster to try things on by hand, until Ctrl-C or SIGTERM."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM too tears it all down
+    with cluster() as made:
+        print(f"export SLURM_CONF={made.conf}  # up in {made.up_seconds:.1f} s")
+        print(f"controller (a head listens here): {made.controller}; partition: {made.partition}")
+        for node in made.nodes:
+            print(f"node {node.name}: {node.address}; run in it: nsenter --net=/run/netns/{node.namespace} ...")
+        print("Ctrl-C (or SIGTERM to this pid) cancels every job and stops it all.", flush=True)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -84,6 +84,14 @@ def started(
         process.wait()
 
 
+def log_tails(directory: Path, size: int = 2500) -> str:
+    """The last ``size`` bytes of each ``*.log`` in ``directory``, for a failure message."""
+    return "\n".join(
+        f"--- {log.name}\n{log.read_bytes()[-size:].decode(errors='replace')}"
+        for log in sorted(directory.glob("*.log"))
+    )
+
+
 def die_with_parent() -> None:
     """In the child before exec: SIGKILL when the thread that forked it exits. Tests start processes
     from pytest's main thread, so that is when pytest itself is gone (killed, say, by a time limit)."""

@@ -99,10 +99,7 @@ class SlurmCluster:
 
     def logs(self) -> str:
         """The tails of the daemons' logs, for a failure message."""
-        return "\n".join(
-            f"--- {log.name}\n{log.read_bytes()[-2000:].decode(errors='replace')}"
-            for log in sorted(self.directory.glob("*.log"))
-        )
+        return netns.log_tails(self.directory, 2000)
 
 
 def why_unavailable() -> str | None:

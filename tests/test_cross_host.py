@@ -165,15 +165,9 @@ def wait_until(ready_path: Path, processes: Mapping[str, subprocess.Popen[bytes]
     deadline = time.monotonic() + STEP_TIMEOUT
     while not ready_path.exists():
         for what, process in processes.items():
-            assert process.poll() is None, f"{what} exited with code {process.returncode}\n{tails(logs)}"
-        assert time.monotonic() < deadline, f"no {ready_path.name} within {STEP_TIMEOUT:g} s\n{tails(logs)}"
+            assert process.poll() is None, f"{what} exited with code {process.returncode}\n{netns.log_tails(logs)}"
+        assert time.monotonic() < deadline, f"no {ready_path.name} within {STEP_TIMEOUT:g} s\n{netns.log_tails(logs)}"
         time.sleep(0.02)
-
-
-def tails(logs: Path) -> str:
-    return "\n".join(
-        f"--- {log.name}\n{log.read_bytes()[-2500:].decode(errors='replace')}" for log in sorted(logs.glob("*.log"))
-    )
 
 
 def probe(namespace: str, host: str, port: int, cases: dict[str, list[dict[str, object]]]) -> dict[str, dict]:
@@ -319,7 +313,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
         (state / "go").touch()
         wait_until(state / "done.json", {"the head": head}, tmp_path)
         assert json.loads((state / "done.json").read_text())["again"] == [float(x * x) for x in range(8)]
-        assert head.wait(STEP_TIMEOUT) == 0, tails(tmp_path)
+        assert head.wait(STEP_TIMEOUT) == 0, netns.log_tails(tmp_path)
 
     # The worker (stopped with SIGINT, as a leaving worker) stopped its server.
     assert server_pid is not None

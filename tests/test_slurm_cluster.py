@@ -143,10 +143,7 @@ class Run:
     env: dict[str, str]
 
     def tails(self) -> str:
-        return "\n".join(
-            f"--- {log.name}\n{log.read_bytes()[-2500:].decode(errors='replace')}"
-            for log in sorted(self.logs.glob("*.log"))
-        )
+        return netns.log_tails(self.logs)
 
     def wait_for(self, name: str, timeout: float) -> object:
         deadline = time.monotonic() + timeout

@@ -66,11 +66,11 @@ def die_with_parent(parent_pid: int) -> None:
     """As ``preexec_fn``: the child gets SIGKILL when its parent dies (Linux; elsewhere nothing).
 
     Linux sends it when the *thread* that forked the child exits, not the
-    process: fork from a thread that outlives the child (the main thread, or the
-    event loop's own), never from a pool thread that exits when idle (anyio's
-    and trio's ``to_thread`` ones do, 10 s later). ``parent_pid`` is read
-    before the fork: if the parent died before the guard was set, the child
-    would never be signalled, so it ends itself.
+    process: fork from a thread that outlives the child (the main thread, or
+    the event loop's own), never from a pool thread that exits when idle (as
+    the threads behind anyio's and trio's ``to_thread`` do, after 10 s).
+    ``parent_pid`` is read before the fork: if the parent died before the
+    guard was set, the child would never be signalled, so it ends itself.
     """
     if not CAN_DIE_WITH_PARENT or _prctl is None:
         return

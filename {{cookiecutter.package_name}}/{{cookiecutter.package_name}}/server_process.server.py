@@ -77,7 +77,7 @@ async def running_server(
         output = ServerOutput(log_path, log_max_bytes, command)
         try:
             process = _spawn(command, env, output)
-        except OSError as exc:  # not found, not executable, ...
+        except (OSError, subprocess.SubprocessError) as exc:  # not found, not executable, ...
             raise ServerStartError(
                 f"cannot start the server: {type(exc).__name__}: {exc}; command: {shlex.join(command)}"
             ) from exc
@@ -205,7 +205,12 @@ class ServerOutput:
                 raise ServerStartError(f"cannot write the server's log {path}: {exc}") from exc
             self._size = self._log.tell()
             self._write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {shlex.join(command)}\n".encode())
-        self._read_end, self.write_end = os.pipe()
+        try:
+            self._read_end, self.write_end = os.pipe()
+        except OSError:
+            if self._log is not None:
+                self._log.close()
+            raise
         self._thread = threading.Thread(target=self._copy, name="server-output", daemon=True)
 
     def writer_started(self) -> None:
@@ -244,10 +249,11 @@ class ServerOutput:
                     os.replace(self.path, self.path.with_name(self.path.name + ".1"))
                     self._log = open(self.path, "wb", buffering=0)  # closed by the copying thread, at its end
                     self._size = 0
-                room = self._max_bytes - self._size
-                self._log.write(data[:room])
-                self._size += len(data[:room])
-                data = data[room:]
+                written = self._log.write(data[: self._max_bytes - self._size])
+                if not written:
+                    raise OSError("the log file takes no more")
+                self._size += written
+                data = data[written:]
         except OSError:
             # E.g. the disk is full: the server goes on unlogged, and the tail is still kept.
             log, self._log = self._log, None

@@ -253,5 +253,5 @@ def test_the_demo_service_never_outlives_its_head(signum: signal.Signals, limit:
             wait_until(lambda: demo.poll() is not None, limit, f"the demo exits on {signum.name}")
         finally:
             kill(started)
-    if signum == signal.SIGTERM:
-        assert "KeyboardInterrupt" in (tmp_path / "demo.log").read_text()
+    if signum == signal.SIGTERM:  # it handled SIGTERM (as SIGINT), and so ran its cleanup
+        assert demo.returncode != -signal.SIGTERM, (tmp_path / "demo.log").read_text()[-3000:]

@@ -620,5 +620,5 @@ def test_the_demo_ended_by_a_signal_leaves_nothing(signum: signal.Signals, limit
             wait_until(lambda: demo.poll() is not None, limit, f"the demo exits on {signum.name}")
         finally:
             kill(started)
-    if signum == signal.SIGTERM:
-        assert "KeyboardInterrupt" in (tmp_path / "demo.log").read_text()
+    if signum == signal.SIGTERM:  # it handled SIGTERM (as SIGINT), and so ran its cleanup
+        assert demo.returncode != -signal.SIGTERM, (tmp_path / "demo.log").read_text()[-3000:]

@@ -3,7 +3,8 @@
 The demo and the end-to-end tests use it. The calling process is the head (it
 runs ``grain.delayed.run`` with the config written here), everything binds to
 loopback, and every process started here is ended here, by its pid: the worker
-first (it tears its server down), then Gnaw.
+first (it tears its server down), then Gnaw. None outlives the calling process,
+whatever signal ends it (see ``running_process``).
 """
 
 from __future__ import annotations
@@ -166,7 +167,7 @@ def running_process(
             )
         watchdog = None
         try:
-            watchdog = Watchdog(process.pid)
+            watchdog = Watchdog(process.pid, note=log)
             yield process
         finally:
             stop(process, stop_signal, stop_timeout)

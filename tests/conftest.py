@@ -28,8 +28,17 @@ VARIANTS = sorted(path.stem for path in REPLAY_DIR.glob("*.json"))
 #: The files at the top of a generated package: what the author owns and what runs in production.
 #: The local Grain harness and the stand-ins live in its ``demo/`` subpackage.
 PRODUCTION_FILES = {
-    "server": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "server_process.py", "py.typed"},
-    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed"},
+    "server": {
+        "__init__.py",
+        "the_sworker.py",
+        "client.py",
+        "tasklet.py",
+        "probe.py",
+        "server_process.py",
+        "lifeline.py",
+        "py.typed",
+    },
+    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "lifeline.py", "py.typed"},
 }
 
 

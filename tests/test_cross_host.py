@@ -242,7 +242,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
                 net.worker,
                 [PYTHON, "-m", "grain.worker", "--url", listen, "--res", res, "--sworker", SWORKER],
                 tmp_path / "worker.log",
-                child_env(project, **BINDS[bind]),
+                child_env(project, **BINDS[bind], **{f"{PREFIX}_LOG_DIR": str(tmp_path)}),
                 signal.SIGINT,
                 10.0,
             )

@@ -14,6 +14,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from .client import Client
 from .server_process import pick_free_port, running_server
@@ -45,6 +46,9 @@ SECRET_ENV = "{{ cookiecutter.package_name | upper }}_SERVER_SECRET"
 #: Seconds to wait for the server to listen before giving up with an error.
 STARTUP_TIMEOUT_ENV = "{{ cookiecutter.package_name | upper }}_STARTUP_TIMEOUT"
 DEFAULT_STARTUP_TIMEOUT = 60.0
+#: The server's output goes to ``{{ cookiecutter.package_name }}-<host>-<port>.log`` in this directory
+#: (default: the worker's working directory), at most 2 MB per instance (see ``server_process``).
+LOG_DIR_ENV = "{{ cookiecutter.package_name | upper }}_LOG_DIR"
 
 
 def server_addresses() -> tuple[str, str]:
@@ -60,6 +64,11 @@ def node_address() -> str:
     if address.startswith("127."):
         print(f"this node's name resolves to {address}, which the head cannot reach: set {HOST_ENV}", file=sys.stderr)
     return address
+
+
+def server_log_path(host: str, port: int) -> Path:
+    """Where the output of the server at ``host:port`` goes: one file per instance, named after it."""
+    return Path(os.environ.get(LOG_DIR_ENV) or os.getcwd()) / f"{{ cookiecutter.package_name }}-{host}-{port}.log"
 
 
 def startup_timeout() -> float:
@@ -86,6 +95,7 @@ async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
         port=port,
         startup_timeout=startup_timeout(),
         env={SECRET_ENV: secret},
+        log_path=server_log_path(host, port),
     ):
         yield {"name": f"{{ cookiecutter.package_name }}@{host}:{port}", "host": host, "port": port, "secret": secret}
 

@@ -46,9 +46,9 @@ from urllib.parse import urlsplit, urlunsplit
 from jinja2 import Environment
 from jinja2.ext import Extension
 
-#: The cookiecutter releases this template is tested with, oldest and newest: 2.2.3 is the first
-#: whose command line turns ``backendless=yes`` into a boolean.
-TESTED_COOKIECUTTER = ("2.2.3", "2.7.1")
+#: The cookiecutter releases this template is tested with, oldest and newest: 2.2.0 is the first
+#: with boolean questions and ``__prompts__``.
+TESTED_COOKIECUTTER = ("2.2.0", "2.7.1")
 
 _TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
 _PACKAGE_FOLDER = "{{cookiecutter.package_name}}"

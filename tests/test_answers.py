@@ -405,13 +405,19 @@ def test_the_oldest_tested_cookiecutter_bakes_the_same_package(
     assert tomllib.loads(old["pyproject.toml"].decode())["project"]["description"] == answers["description"]
 
 
-def test_the_oldest_tested_cookiecutter_passes_command_line_booleans_as_text_and_is_told(
+def test_the_oldest_tested_cookiecutter_refuses_in_one_line_and_leaves_nothing(
     oldest_cookiecutter: Path, tmp_path: Path
 ) -> None:
+    """A yes/no on its command line arrives as text (told so), and a path as package name stays inside."""
     (tmp_path / "out").mkdir()
     command = [str(oldest_cookiecutter), "--no-input", "--default-config", "-o", "out", str(TEMPLATE)]
-    result = run([*command, "backendless=yes"], tmp_path)
-    assert result.returncode != 0
-    (line,) = [line for line in result.stderr.splitlines() if line.startswith("ERROR: backendless")]
-    assert "reached the template as text" in line and "'cookiecutter>=2.7'" in line, line
-    assert everything_under(tmp_path / "out") == set()
+    for answer, expected in (
+        ("backendless=yes", ("ERROR: backendless 'yes' reached the template as text", "'cookiecutter>=2.7'")),
+        ("package_name=../escaped", ("ERROR: package_name '../escaped' is a path, not a name",)),
+    ):
+        before = everything_under(tmp_path.parent)
+        result = run([*command, answer], tmp_path)
+        assert result.returncode != 0
+        (line,) = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+        assert all(part in line for part in expected), line
+        assert everything_under(tmp_path.parent) == before, answer

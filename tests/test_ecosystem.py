@@ -170,6 +170,7 @@ def test_pre_commit_config_is_local_only(baked: Path) -> None:
         assert hooks[hook_id]["language"] == "unsupported"
         assert hooks[hook_id]["entry"].startswith("sh tools/in-project-env "), hook_id
     assert all(hooks[name]["language"] == "pygrep" for name in hooks if name.startswith(("no-", "one-")))
+    assert os.access(baked / "tools" / "in-project-env", os.X_OK)  # also runs by hand
 
 
 def commit_all(project: Path, message: str) -> None:

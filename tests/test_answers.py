@@ -101,13 +101,7 @@ def test_bad_answers_stop_the_bake_with_one_readable_line(
 
 @pytest.mark.parametrize(
     ("project_name", "package_name"),
-    [
-        ('Quote " and back\\slash', "quote_and_back_slash"),
-        ("My {{ x }}", "my_x"),
-        ("Grain", "grain_sworker"),
-        ("2 Fast", "sworker_2_fast"),
-        ("Café Ünïcode", "cafe_unicode"),
-    ],
+    [('Quote " and back\\slash', "quote_and_back_slash"), ("My {{ x }}", "my_x")],  # the rest: test_hooks.py
 )
 def test_any_project_name_with_a_letter_derives_a_package_name_that_bakes(
     tmp_path: Path, project_name: str, package_name: str
@@ -118,7 +112,8 @@ def test_any_project_name_with_a_letter_derives_a_package_name_that_bakes(
     assert json.loads((project / ".template-answers.json").read_text())["project_name"] == project_name
 
 
-@pytest.mark.parametrize(("version", "normalized"), [("1.0-beta", "1.0b0"), ("v1.0", "1.0"), ("1.0.0-RC1", "1.0.0rc1")])
+# More spellings: test_hooks.py checks the normalization against packaging, and every way of answering bakes 2.1.0-RC1.
+@pytest.mark.parametrize(("version", "normalized"), [("1.0-beta", "1.0b0")])
 def test_a_version_packaging_accepts_is_written_normalized_everywhere(
     tmp_path: Path, version: str, normalized: str
 ) -> None:

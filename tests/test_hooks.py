@@ -358,6 +358,20 @@ def test_the_origin_records_urls_and_commits_never_local_paths(tmp_path: Path) -
         assert "_template" not in ext.template_origin({"_template": local, "_repo_dir": str(tmp_path)}), local
 
 
+def test_project_urls_link_what_the_host_has() -> None:
+    ext = load_extensions()
+    assert ext.project_urls("") == {}
+    assert ext.project_urls("https://gitlab.com/me/x.git/") == {
+        "Repository": "https://gitlab.com/me/x",
+        "Issues": "https://gitlab.com/me/x/-/issues",
+        "Changelog": "https://gitlab.com/me/x/-/blob/main/CHANGELOG.md",
+    }
+    assert ext.project_urls("http://git.example.org:8080/me/x/") == {"Repository": "http://git.example.org:8080/me/x"}
+    for bad in ("git.example.org/me/x", "https://exa mple.org", 'https://x.org/"q"', "ssh://git@x.org/me/x"):
+        with pytest.raises(ValueError):
+            ext.project_urls(bad)
+
+
 def test_post_gen_is_quiet_only_in_a_throwaway_render(tmp_path: Path) -> None:
     import tempfile
 

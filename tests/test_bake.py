@@ -24,6 +24,10 @@ EXPECTED_FILES = {
     "tests/conftest.py",
     "tests/test_real_grain.py",
     "tests/sworker_conformance/plugin.py",
+    "tools/in-project-env",
+    ".pre-commit-config.yaml",
+    ".github/workflows/tests.yml",
+    ".github/dependabot.yml",
 }
 VARIANT_ONLY = {"server": {"PKG/demo/server.py"}, "backendless": {"PKG/demo/service.py"}}
 JINJA_RESIDUE = re.compile(r"(?<!\$)\{\{-?\s*\w|\{%-?\s|\s-?%\}|cookiecutter\.")

@@ -158,16 +158,21 @@ class ClusterStage:
         """This run's worker logs (the config's ``log_file``), oldest first."""
         if not self.submitted_at:
             return []
-        pattern = worker_log_pattern(str(self.config.worker.log_file), self.cwd)
-        since = self.submitted_at - LOG_CLOCK_SLACK_SECONDS
+        log_file = str(self.config.worker.log_file)
+        if self.job_ids and "%j" in log_file:  # exactly this run's jobs
+            patterns = [worker_log_pattern(log_file.replace("%j", job), self.cwd) for job in self.job_ids]
+            since = 0.0
+        else:  # those written since the submission
+            patterns = [worker_log_pattern(log_file, self.cwd)]
+            since = self.submitted_at - LOG_CLOCK_SLACK_SECONDS
         found = []
-        for name in glob.glob(pattern):
+        for name in sorted({name for pattern in patterns for name in glob.glob(pattern)}):
             try:
                 if os.stat(name).st_mtime >= since:
                     found.append(Path(name))
             except OSError:
                 continue
-        return sorted(found, key=lambda path: path.stat().st_mtime if path.exists() else 0.0)
+        return found
 
     async def before(self, watch: Watch) -> None:
         if not self.workers:
@@ -175,7 +180,7 @@ class ClusterStage:
         await self._grain("up", "-n", str(self.workers))
         self.say(
             f"waiting up to {watch.join_within:g} s for {self.workers} instance(s); worker logs: "
-            f"{worker_log_pattern(str(self.config.worker.log_file), self.cwd)}"
+            f"{worker_log_pattern(self.config.worker.log_file, self.cwd)}"
         )
         announced: set[str] = set()
         while len(watch.instances.live) < self.workers:

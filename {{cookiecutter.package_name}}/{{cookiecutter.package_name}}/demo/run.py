@@ -90,28 +90,39 @@ def run_on_cluster(args: argparse.Namespace, xs: list[float], tally: Tally, repo
     workers = args.workers if args.workers is not None else (0 if backendless else 1)
     if problems := config_problems(config, SWORKER, workers, backendless):
         raise ConfigError(f"{config.path} cannot work:\n" + "\n".join(f"- {problem}" for problem in problems))
-    report.update(config=str(config.path), workers=workers)
+    report.update(config=str(config.path), workers=workers, capacity=config.worker.res.get("Capacity", {}).get("V"))
     if (countdown := config.countdown_seconds()) is not None:
         say(f"the workers leave {countdown:g} s after they start (walltime minus Grain's 3 minutes)")
     say(f"this process is the Grain head, listening on {config.head.listen}")
     stage = ClusterStage(config, SWORKER, workers, say)
     gnaws_before = gnaws_listening_on(config.head.listen)
     finished = False
-    with instances_of_this_head() as instances:
+    with environ(path_with_gnaw()), instances_of_this_head() as instances:
         watch = Watch(instances, tally, expected=max(workers, 1), join_within=args.wait, logs=stage.worker_logs)
         try:
             batch = run_batch(config.path, xs, watch, pause=args.pause, stage=stage)
             finished = True
             return batch
         except RunFailed as failure:
-            pattern = worker_log_pattern(str(config.worker.log_file), stage.cwd)
-            failure.add_note(log_tails(watch.logs()) if watch.logs() else f"no worker log matches {pattern} yet")
+            if watch.logs():
+                failure.add_note(log_tails(watch.logs()))
+            elif workers:
+                failure.add_note(f"no worker log matches {worker_log_pattern(config.worker.log_file, stage.cwd)} yet")
             raise
         finally:
             stage.finish(failed=not finished)
             report["jobs"] = stage.job_ids
             # The Gnaw the head started would outlive it by its idle_quit.
             stop_gnaws(gnaws_listening_on(config.head.listen) - gnaws_before)
+
+
+def path_with_gnaw() -> dict[str, str]:
+    """``PATH`` with this Python's folder first if Gnaw is not on it: Grain's head starts ``gnaw``
+    from ``PATH``, and the grain-scheduler wheel installs it beside the interpreter."""
+    beside = Path(sys.executable).parent
+    if shutil.which("gnaw") or not (beside / "gnaw").exists():
+        return {}
+    return {"PATH": os.pathsep.join([str(beside), os.environ.get("PATH", "")])}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -162,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         failure, code = "interrupted", 130
     else:
-        report.update(summary(batch, tally), joined_seconds=batch.joined_seconds)
+        joined = batch.joined_seconds
+        report.update(summary(batch, tally), joined_seconds=round(joined, 3) if joined is not None else None)
         if report["wrong"] or report["tasks"] != len(xs):
             failure = f"{report['wrong']} wrong result(s) of {report['tasks']}; expected {len(xs)} right ones"
     report["seconds"] = round(time.perf_counter() - started, 3)

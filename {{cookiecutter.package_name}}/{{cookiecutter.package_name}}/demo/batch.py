@@ -88,12 +88,14 @@ def run_batch(
         grain.delayed.run(root, config_file=str(config))
     except BaseException as exc:
         leaves = list(_leaves(exc))
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            raise KeyboardInterrupt from exc  # Ctrl-C, wherever in the head's tasks it landed
         failed = next((leaf for leaf in leaves if isinstance(leaf, RunFailed)), None)
         if failed is not None:
             raise failed from None
         errors = [leaf for leaf in leaves if isinstance(leaf, Exception)]
         if not errors:
-            raise  # KeyboardInterrupt, SystemExit: not ours to explain
+            raise  # SystemExit, or a cancellation: not ours to explain
         raise RunFailed(_head_crash(errors[0])) from exc
     return batch
 

@@ -14,6 +14,7 @@ import glob
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import psutil
@@ -35,6 +37,8 @@ from .watch import RunFailed, Watch, tail
 GRAIN_COMMAND_TIMEOUT = 120.0
 LEAVE_TIMEOUT = 30.0
 JOBS_LEAVE_TIMEOUT = 60.0
+#: After a failure, jobs still queued then (e.g. never started) are cancelled.
+FAILED_JOBS_LEAVE_TIMEOUT = 10.0
 QUEUE_COMMAND_TIMEOUT = 15.0
 #: How often the queue and the worker logs are looked at while the workers start.
 JOIN_POLL_SECONDS = 1.0
@@ -102,6 +106,8 @@ def config_problems(config: ClusterConfig, sworker: str, workers: int, backendle
         problems.append(f"[worker] specialized_type is {worker.specialized_type!r}; this demo runs {sworker!r}")
     if not config.head.gnaw.enabled:
         problems.append("[head.gnaw] enabled = false: the smoke run follows the instances through Gnaw; enable it")
+    if problem := listen_problem(str(config.head.listen)):
+        problems.append(problem)
     if script.memory and not script.cores:
         problems.append("[worker.script] memory without cores: Gnaw panics on Node(N=0); set cores too")
     if backendless:
@@ -126,6 +132,20 @@ def config_problems(config: ClusterConfig, sworker: str, workers: int, backendle
             "walltime minus 3 minutes, which is not positive, and the worker crashes at start"
         )
     return problems
+
+
+def listen_problem(listen: str) -> str | None:
+    """Why this machine cannot listen on the head's address (Gnaw would panic there), or None."""
+    address = urlsplit(listen)
+    if address.scheme != "tcp" or not address.hostname or gnaws_listening_on(listen):
+        return None  # another transport, or a running Gnaw that the head attaches to
+    try:
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((address.hostname, address.port or 0))
+    except OSError as exc:
+        return f"[head] listen = {listen!r}: this machine cannot listen there ({exc}); give its cluster address"
+    return None
 
 
 def worker_log_pattern(log_file: str, cwd: Path) -> str:
@@ -281,7 +301,7 @@ class ClusterStage:
         if self.queue is None:
             self.say(f"check that the workers' jobs ended: this run cannot follow {self.config.system!r} jobs")
             return
-        left = self._wait_for_jobs(JOBS_LEAVE_TIMEOUT if not failed else LEAVE_TIMEOUT)
+        left = self._wait_for_jobs(FAILED_JOBS_LEAVE_TIMEOUT if failed else JOBS_LEAVE_TIMEOUT)
         if left:
             self.say(f"job(s) {', '.join(sorted(left))} still queued: cancelling them ({self.queue.cancel})")
             subprocess.run(

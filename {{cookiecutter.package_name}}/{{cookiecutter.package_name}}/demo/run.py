@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -157,6 +158,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Started in the background by a shell, SIGINT is ignored: take it back, so that Ctrl-C or
+    # `kill -INT` stops the run the clean way (Grain turns it into KeyboardInterrupt).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     xs = [float(i) for i in range(args.tasks)]
     started = time.perf_counter()
     report: dict[str, Any] = {"mode": "cluster" if args.config else "local", "capacity": args.capacity}

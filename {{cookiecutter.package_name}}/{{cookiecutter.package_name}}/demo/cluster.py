@@ -47,6 +47,12 @@ WALLTIME_RESERVE_SECONDS = 180
 #: A file older than this, before the submission, is not this run's worker log.
 LOG_CLOCK_SLACK_SECONDS = 60.0
 CRASHED = "Traceback (most recent call last)"
+#: What squeue and qstat say of ids they do not know (any more): those jobs are over.
+UNKNOWN_JOB = re.compile(r"(?i)invalid job id|unknown job id")
+
+
+class ConfigError(Exception):
+    """The arguments or the config cannot work; nothing was started."""
 
 
 @dataclass(frozen=True)
@@ -81,8 +87,11 @@ class ClusterConfig:
     @classmethod
     def load(cls, path: Path) -> ClusterConfig:
         if not path.is_file():
-            raise RunFailed(f"no Grain config at {path}")
-        conf = load_conf(str(path))
+            raise ConfigError(f"no Grain config at {path}")
+        try:
+            conf = load_conf(str(path))
+        except Exception as exc:  # TOML syntax, or a value of the wrong type for Grain
+            raise ConfigError(f"Grain cannot read {path}: {type(exc).__name__}: {exc}") from exc
         return cls(path.resolve(), conf.head, conf.worker)
 
     @property
@@ -125,7 +134,11 @@ def config_problems(config: ClusterConfig, sworker: str, workers: int, backendle
         problems.append(f"[worker.script] cores is required by {config.system} (it sets the job's cores)")
     if config.system == "slurm" and script.queue in ("", "''"):
         problems.append("[worker.script] queue is not set: grain up would ask sbatch for partition ''")
-    countdown = config.countdown_seconds()
+    try:
+        countdown = config.countdown_seconds()
+    except ValueError:
+        problems.append(f"[worker.script] walltime = {script.walltime!r} is not [days-]hours:minutes:seconds")
+        return problems
     if countdown is not None and countdown <= 0:
         problems.append(
             f"[worker.script] walltime = {script.walltime!r} is not over 3 minutes: Grain gives the worker "
@@ -281,7 +294,7 @@ class ClusterStage:
                 done = await anyio.run_process(self.queue.queued(self.job_ids), check=False)
         except (OSError, TimeoutError):
             return None
-        return _queued_ids(self.job_ids, done.returncode, done.stdout.decode(errors="replace"))
+        return _queued_ids(self.job_ids, done)
 
     def finish(self, failed: bool) -> None:
         """After the head: make sure the workers go, and that their jobs leave the queue (bounded)."""
@@ -289,7 +302,9 @@ class ClusterStage:
             return
         if not self.quit_sent:
             # The head is gone but Gnaw still holds the workers: it tells them to leave now.
-            command = [sys.executable, "-m", "grain.cli", "quit", "--force", f"{self.sworker.partition('.')[0]}@*"]
+            pattern = f"{self.sworker.partition('.')[0]}@*"
+            self.say(f"$ {shlex.join(['grain', 'quit', '--force', pattern, '-c', str(self.config.path)])}")
+            command = [sys.executable, "-m", "grain.cli", "quit", "--force", pattern]
             subprocess.run(
                 [*command, "-c", str(self.config.path)],
                 check=False,
@@ -321,7 +336,7 @@ class ClusterStage:
                 done = subprocess.run(
                     self.queue.queued(self.job_ids), check=False, capture_output=True, timeout=QUEUE_COMMAND_TIMEOUT
                 )
-                queued = _queued_ids(self.job_ids, done.returncode, done.stdout.decode(errors="replace"))
+                queued = _queued_ids(self.job_ids, done)
             except (OSError, subprocess.TimeoutExpired):
                 queued = None
             if queued is not None and not queued:
@@ -331,11 +346,13 @@ class ClusterStage:
             time.sleep(0.5)
 
 
-def _queued_ids(ids: list[str], returncode: int, output: str) -> set[str] | None:
-    """The ids among ``ids`` that a queue listing shows (squeue and qstat fail on unknown ids)."""
+def _queued_ids(ids: list[str], done: subprocess.CompletedProcess[bytes]) -> set[str] | None:
+    """The ids among ``ids`` that a queue listing shows; None if the batch system did not answer."""
+    output = done.stdout.decode(errors="replace")
     listed = {job for job in ids if re.search(rf"(?m)^\s*{re.escape(job)}\b", output)}
-    if returncode != 0 and not listed:
-        return set()  # every id unknown: finished and forgotten
+    if done.returncode != 0 and not listed:
+        # squeue and qstat fail when no id is known (any more); any other failure tells nothing.
+        return set() if UNKNOWN_JOB.search(done.stderr.decode(errors="replace")) else None
     return listed
 
 

@@ -27,7 +27,15 @@ from typing import Any
 
 from .. import DEFAULT_CAPACITY
 from .batch import BatchResult, per_instance_lines, run_batch, summary
-from .cluster import ClusterConfig, ClusterStage, config_problems, gnaws_listening_on, stop_gnaws, worker_log_pattern
+from .cluster import (
+    ClusterConfig,
+    ClusterStage,
+    ConfigError,
+    config_problems,
+    gnaws_listening_on,
+    stop_gnaws,
+    worker_log_pattern,
+)
 from .environment import local_service
 from .local_grain import LocalGrainError, is_backendless, local_grain
 from .watch import RunFailed, Tally, Watch, Watched, instances_of_this_head, log_tails
@@ -39,10 +47,6 @@ DEFAULT_WAIT = 300.0
 
 #: Progress goes to stderr as it happens; the report (and ``--json``'s line) to stdout.
 say = partial(print, file=sys.stderr, flush=True)
-
-
-class ConfigError(Exception):
-    """The arguments or the config cannot work; nothing was started."""
 
 
 @contextmanager

@@ -190,7 +190,10 @@ class Watch:
             if exited or waited > self.lost_grace:
                 raise RunFailed(self._lost(sorted(instances.gone), exited))
         if exited:
-            raise RunFailed("; ".join(_exited(watched) for watched in exited) + self._joined_so_far())
+            lines = ["; ".join(_exited(watched) for watched in exited) + self._joined_so_far()]
+            if errors := self.tally.errors_on(sorted({*instances.live, *instances.gone})):
+                lines.append(errors)
+            raise RunFailed("\n".join(lines))
         if not self.joined_all and time.monotonic() > self.join_deadline:
             raise RunFailed(
                 f"{len(instances.live)} of {self.expected} sworker instance(s) joined the head "

@@ -15,9 +15,11 @@ from typing import Any
 import pytest
 from demo_support import PROJECT, Demo, demo, leftover_processes
 
+from {{ cookiecutter.package_name }}.demo.cluster import ClusterConfig, config_problems, worker_log_pattern
+from {{ cookiecutter.package_name }}.demo.local_grain import free_port
 from {{ cookiecutter.package_name }}.the_sworker import DEFAULT_STARTUP_TIMEOUT, HOST_ENV, STARTUP_TIMEOUT_ENV
 
-pytestmark = pytest.mark.real_grain
+SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 
 #: The issue's bound for a start-up error to show: the start-up timeout plus 10 s.
 STARTUP_REPORT_LIMIT = 45.0
@@ -33,6 +35,7 @@ def assert_failed_and_cleaned_up(run: Demo, summary: dict[str, Any]) -> None:
     shutil.rmtree(logs)
 
 
+@pytest.mark.real_grain
 @pytest.mark.parametrize(
     ("env", "named"),
     [
@@ -54,6 +57,7 @@ def test_a_start_up_error_on_the_worker_ends_the_demo_naming_it(
     assert_failed_and_cleaned_up(run, summary)
 
 
+@pytest.mark.real_grain
 def test_a_server_killed_mid_run_ends_the_demo_naming_it(tmp_path: Path) -> None:
     # About 10 s of tasklets at capacity 4 (each holds its slot 20 ms): the kill lands mid-batch.
     with demo(tmp_path, "--tasks", "2000", "--pause", "0.02", "--json") as run:
@@ -82,3 +86,35 @@ def test_the_smoke_run_refuses_a_config_that_cannot_work_before_starting_anythin
         code, _ = run.finish(60)
     assert code == 2, run.output()
     assert "a server sworker needs workers: --workers N" in run.stderr
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        pytest.param(("", ""), None, id="as-shipped"),
+        pytest.param(('walltime = "04:00:00"', 'walltime = "00:03:00"'), "is not over 3 minutes", id="walltime"),
+        pytest.param(('system = "slurm"', 'system = ""'), "grain up would run each worker here", id="system"),
+        pytest.param(('queue = "your-partition"', "queue = \"''\""), "queue is not set", id="queue"),
+        pytest.param(("cores = 1", "cores = 0"), "cores is required by slurm", id="cores"),
+        pytest.param(("{{ cookiecutter.package_name }}.the_sworker", "other.the_sworker"), "specialized_type", id="type"),
+    ],
+)
+def test_the_smoke_run_checks_the_cluster_config_for_the_known_hazards(
+    tmp_path: Path, edit: tuple[str, str], problem: str | None
+) -> None:
+    text = (PROJECT / "grain.cluster.toml").read_text()
+    text = text.replace("head-node", "127.0.0.1").replace("4242", str(free_port()))  # this machine can listen
+    assert edit[0] in text
+    (tmp_path / "grain.cluster.toml").write_text(text.replace(*edit))
+    problems = config_problems(ClusterConfig.load(tmp_path / "grain.cluster.toml"), SWORKER, 2, backendless=False)
+    if problem is None:
+        assert problems == []
+    else:
+        assert any(problem in said for said in problems), problems
+
+
+def test_the_worker_logs_are_found_from_log_file(tmp_path: Path) -> None:
+    grains_default = "w" + "{" * 2 + "HHMMSS" + "}" * 2 + ".log"  # Grain fills in the time of submission
+    assert worker_log_pattern(grains_default, tmp_path) == str(tmp_path / "w*.log")
+    assert worker_log_pattern("logs/%x-%j.out", tmp_path) == str(tmp_path / "logs/*-*.out")  # Slurm's codes
+    assert worker_log_pattern("/scratch/[run] 100%%.log", tmp_path) == "/scratch/[[]run] 100%.log"

@@ -114,7 +114,9 @@ def test_the_smoke_run_checks_the_cluster_config_for_the_known_hazards(
 
 
 def test_the_worker_logs_are_found_from_log_file(tmp_path: Path) -> None:
-    grains_default = "w" + "{" * 2 + "HHMMSS" + "}" * 2 + ".log"  # Grain fills in the time of submission
+    # Grain's default log_file, w + HHMMSS in double braces + .log (Grain puts in the time of
+    # submission); spelled out piecewise because this file is itself a template.
+    grains_default = "w" + "{" * 2 + "HHMMSS" + "}" * 2 + ".log"
     assert worker_log_pattern(grains_default, tmp_path) == str(tmp_path / "w*.log")
     assert worker_log_pattern("logs/%x-%j.out", tmp_path) == str(tmp_path / "logs/*-*.out")  # Slurm's codes
     assert worker_log_pattern("/scratch/[run] 100%%.log", tmp_path) == "/scratch/[[]run] 100%.log"

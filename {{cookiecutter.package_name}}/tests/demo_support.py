@@ -81,9 +81,13 @@ class Demo:
 
 @contextmanager
 def demo(folder: Path, *args: str, env: Mapping[str, str] = (), cwd: Path = PROJECT) -> Iterator[Demo]:
-    """Start the demo with ``args``; on exit, its whole session is killed and reaped."""
+    """Start the demo with ``args``; on exit, its whole session is killed and reaped.
+
+    Its temporary files, the logs a failed run keeps included, go to ``folder`` (``TMPDIR``).
+    """
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo", *args]
     environment = {key: value for key, value in os.environ.items() if key != "PYTEST_ADDOPTS"}
+    environment["TMPDIR"] = str(folder)
     with open(folder / "stdout", "wb") as stdout, open(folder / "stderr", "wb") as stderr:
         process = subprocess.Popen(
             command,

@@ -243,10 +243,17 @@ class ClusterStage:
         self.say(f"$ {shlex.join(['grain', *args, '-c', str(self.config.path)])}")
         if args[0] == "up":
             self.submitted_at = time.time()
-        with anyio.fail_after(GRAIN_COMMAND_TIMEOUT):
-            done = await anyio.run_process(
-                command, check=False, cwd=self.cwd, env=child_environment(self.sworker, {}), stdin=subprocess.DEVNULL
-            )
+        try:
+            with anyio.fail_after(GRAIN_COMMAND_TIMEOUT):
+                done = await anyio.run_process(
+                    command,
+                    check=False,
+                    cwd=self.cwd,
+                    env=child_environment(self.sworker, {}),
+                    stdin=subprocess.DEVNULL,
+                )
+        except TimeoutError:
+            raise RunFailed(f"grain {args[0]} did not finish within {GRAIN_COMMAND_TIMEOUT:g} s") from None
         output = (done.stdout + done.stderr).decode(errors="replace").strip()
         for line in output.splitlines():
             self.say(f"  {line}")
@@ -304,29 +311,31 @@ class ClusterStage:
             # The head is gone but Gnaw still holds the workers: it tells them to leave now.
             pattern = f"{self.sworker.partition('.')[0]}@*"
             self.say(f"$ {shlex.join(['grain', 'quit', '--force', pattern, '-c', str(self.config.path)])}")
-            command = [sys.executable, "-m", "grain.cli", "quit", "--force", pattern]
-            subprocess.run(
-                [*command, "-c", str(self.config.path)],
-                check=False,
-                capture_output=True,
-                timeout=GRAIN_COMMAND_TIMEOUT,
-                cwd=self.cwd,
-                env=child_environment(self.sworker, {}),
-            )
+            command = [sys.executable, "-m", "grain.cli", "quit", "--force", pattern, "-c", str(self.config.path)]
+            self._run(command, GRAIN_COMMAND_TIMEOUT, cwd=self.cwd, env=child_environment(self.sworker, {}))
         if self.queue is None:
             self.say(f"check that the workers' jobs ended: this run cannot follow {self.config.system!r} jobs")
             return
         left = self._wait_for_jobs(FAILED_JOBS_LEAVE_TIMEOUT if failed else JOBS_LEAVE_TIMEOUT)
         if left:
             self.say(f"job(s) {', '.join(sorted(left))} still queued: cancelling them ({self.queue.cancel})")
-            subprocess.run(
-                [self.queue.cancel, *sorted(left)], check=False, capture_output=True, timeout=QUEUE_COMMAND_TIMEOUT
-            )
+            self._run([self.queue.cancel, *sorted(left)], QUEUE_COMMAND_TIMEOUT)
             left = self._wait_for_jobs(LEAVE_TIMEOUT)
         if left:
             self.say(f"job(s) {', '.join(sorted(left))} still queued after cancelling: check them")
         elif self.job_ids:
             self.say(f"job(s) {', '.join(self.job_ids)} ended")
+
+    def _run(self, command: list[str], timeout: float, **options: Any) -> None:
+        """Run a command on the way out; say so if it fails or hangs, and go on."""
+        try:
+            done = subprocess.run(command, check=False, capture_output=True, timeout=timeout, **options)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            self.say(f"{shlex.join(command)}: {exc}")
+            return
+        if done.returncode != 0:
+            said = done.stderr.decode(errors="replace").strip()
+            self.say(f"{shlex.join(command)} exited with code {done.returncode}: {said}")
 
     def _wait_for_jobs(self, timeout: float) -> set[str]:
         assert self.queue is not None

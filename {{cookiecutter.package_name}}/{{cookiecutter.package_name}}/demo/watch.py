@@ -144,8 +144,8 @@ class Watch:
     """Raises :class:`RunFailed` as soon as the run cannot finish.
 
     It fails when a watched process exits, when the instances that joined are all gone (after
-    a short grace for a worker that reconnects), when fewer than ``expected`` instances joined
-    within ``join_within`` seconds.
+    a short grace for a worker that reconnects), or when fewer than ``expected`` instances
+    joined within ``join_within`` seconds.
     """
 
     def __init__(

@@ -17,7 +17,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from .client import Client
-from .server_process import pick_free_port, running_server
+from .server_process import ServerStartError, pick_free_port, running_server
 
 GRAIN_SWORKER_CONFIG: dict[str, object] = {}
 
@@ -84,7 +84,10 @@ def startup_timeout() -> float:
 async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
     """Start one server instance on this node; yield its name and how to reach it."""
     bind, host = server_addresses()
-    port = pick_free_port(bind)
+    try:
+        port = pick_free_port(bind)
+    except OSError as exc:  # not an address of this node, or not an address at all
+        raise ServerStartError(f"cannot listen on {bind!r} (from {HOST_ENV}): {exc}") from exc
     command = [part.format(host=bind, port=port) for part in SERVER_COMMAND]
     # A fresh secret per instance: only the head that receives it may connect.
     # It reaches the server through the environment, never the command line.

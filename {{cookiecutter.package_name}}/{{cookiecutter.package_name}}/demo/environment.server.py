@@ -2,11 +2,13 @@
 
 Nothing, for a server sworker: the worker's ``grain_run_sworker`` starts the
 server. On one machine it listens on, and is reached at, loopback: set
-explicitly here, whatever this node's name resolves to.
+explicitly here, whatever this node's name resolves to, unless you set
+``HOST_ENV`` yourself (to try an address: its errors then show as on a cluster).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -18,4 +20,4 @@ LOOPBACK = "127.0.0.1"
 @contextmanager
 def local_service() -> Iterator[dict[str, str]]:
     """The environment variables the head and the worker need on one machine."""
-    yield {HOST_ENV: LOOPBACK, ADVERTISE_HOST_ENV: LOOPBACK}
+    yield {} if os.environ.get(HOST_ENV) else {HOST_ENV: LOOPBACK, ADVERTISE_HOST_ENV: LOOPBACK}

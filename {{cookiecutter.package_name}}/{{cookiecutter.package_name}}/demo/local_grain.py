@@ -50,6 +50,10 @@ class LocalGrain:
     listen: str
     gnaw_pid: int
     worker_pid: int | None
+    #: Where the config and the logs are.
+    workdir: Path
+    #: What was started, for a caller that watches it: (what it is, the process, its log).
+    processes: tuple[tuple[str, subprocess.Popen[bytes], Path], ...] = ()
 
 
 def free_port() -> int:
@@ -84,20 +88,28 @@ def local_grain(
     capacity: int,
     idle_quit: str = "10s",
     env: Mapping[str, str] | None = None,
+    workdir: Path | None = None,
 ) -> Iterator[LocalGrain]:
-    """Run Gnaw (and a worker unless the sworker is backendless) until the block ends."""
-    with tempfile.TemporaryDirectory(prefix="grain-") as tmp, ExitStack() as stack:
-        workdir = Path(tmp)
+    """Run Gnaw (and a worker unless the sworker is backendless) until the block ends.
+
+    The config and the logs go to ``workdir``, which the caller keeps (e.g. when the run
+    failed); without one, they go to a temporary folder removed on exit.
+    """
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="grain-")))
         listen = f"tcp://{LOOPBACK}:{free_port()}"
         config_path = workdir / "grain.toml"
         config_path.write_text(render_config(listen, sworker, capacity, idle_quit))
         child_env = child_environment(sworker, env or {})
 
         gnaw = stack.enter_context(_gnaw(listen, idle_quit, workdir, child_env))
+        processes = [("Gnaw", gnaw, workdir / "gnaw.log")]
         worker = None
         if not is_backendless(sworker):
             worker = stack.enter_context(_worker(listen, sworker, capacity, workdir, child_env))
-        yield LocalGrain(config_path, listen, gnaw.pid, worker.pid if worker else None)
+            processes.append(("the worker", worker, workdir / "worker.log"))
+        yield LocalGrain(config_path, listen, gnaw.pid, worker.pid if worker else None, workdir, tuple(processes))
 
 
 @contextmanager

@@ -1,6 +1,6 @@
 """A real Grain on loopback for the proofs: Gnaw, workers and heads, each ended by its pid.
 
-Reuses the generated package's harness (``demo/local_grain.py``, Jinja-free) for Gnaw
+Reuses the generated package's harness (``local_grain.py``, Jinja-free, wherever it sits) for Gnaw
 and ``python -m grain.worker``; heads run ``grain_head.py`` in a session of
 their own and are killed (whole group) when they do not finish in time, which
 is how a hang is told apart from an exit. Every process of a proof carries a
@@ -28,10 +28,9 @@ import psutil
 
 from .conftest import TEMPLATE
 
-_spec = importlib.util.spec_from_file_location(
-    "kit_local_grain",
-    TEMPLATE / "{{cookiecutter.package_name}}" / "{{cookiecutter.package_name}}" / "demo" / "local_grain.py",
-)
+#: Found by name, wherever the package keeps its harness.
+_HARNESS = next((TEMPLATE / "{{cookiecutter.package_name}}" / "{{cookiecutter.package_name}}").rglob("local_grain.py"))
+_spec = importlib.util.spec_from_file_location("kit_local_grain", _HARNESS)
 assert _spec and _spec.loader
 local_grain = importlib.util.module_from_spec(_spec)
 sys.modules[_spec.name] = local_grain  # dataclasses look their module up there

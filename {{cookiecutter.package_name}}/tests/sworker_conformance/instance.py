@@ -1,9 +1,12 @@
-"""Drive a sworker module the way Grain 0.17 does.
+"""Drive a sworker module the way Grain 0.17 does: the building blocks, and a harness for tests.
 
 ``grain_run_sworker()`` is entered in a task of its own and parked until it is
 cancelled (grain.util.as_daemon); ``name`` is popped and the other fields go
 through msgpack (worker -> Gnaw -> head); ``grain_context(**fields)`` is entered
-in another task, also torn down by cancellation.
+in another task, also torn down by cancellation. ``running_instance`` and
+``running_client`` do that inside the caller's event loop, for a package's own
+async tests (e.g. its tasklet on the shared client); the kit's checks make
+their bounded runs in threads of their own (observation.py).
 """
 
 from __future__ import annotations

@@ -33,6 +33,7 @@ from anyio.abc import TaskGroup, TaskStatus
 
 from .footprint import Footprint, collect_quietly
 from .instance import (
+    call_probe,
     describe,
     first_violation,
     msgpack_round_trip,
@@ -544,16 +545,6 @@ async def _start_client(
             f"grain_context(**fields) did not yield within {limit:g} s (--sworker-call-timeout); the head would hang.",
         )
     return client
-
-
-async def call_probe(target: Target, client: Any, variant: int = 0) -> object:
-    """One probe call, bounded by ``target.call_timeout``."""
-    probe = target.probe
-    assert probe is not None
-    with anyio.fail_after(target.call_timeout):
-        if target.probe_takes_variant():
-            return await probe(client, variant)
-        return await probe(client)
 
 
 async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, client: Any, watch: LoopWatch) -> None:

@@ -25,22 +25,23 @@ BOUND = STARTUP_TIMEOUT + CLEANUP_LIMIT + VERDICT_SLACK
 ASYNCIO_SUBSET = {
     "good_server",
     "good_backendless",
-    "grain.local_sworker",
     "chem_anyio_process",
-    "chem_thread_subprocess",
     "chem_trio_nursery",
     "cloud_sdk_backendless",
-    "r03_duplicate_name",
-    "r05_context_rejects_field",
-    "r06_cleanup_after_yield",
     "r06_cleanup_30s",
     "r08_no_lock",
     "r09_never_ready",
     "r10_empty_on_eof",
-    "r10_empty_on_reset",
-    "r11_fixed_credential",
 }
 TIMES: list[float] = []
+#: What some verdicts must say: a report that leads to the line (rule 7), or to the fix.
+SAYS = {
+    "r07_client_per_request": ["ssl.py:", "r07_client_per_request.py:", "httpx.AsyncClient(", "once, in grain_context"],
+    "r07_first_call_stall": ["during the first probe call", "r07_first_call_stall.py:", "in fetch_token"],
+    "r07_blocking_per_request": ["_parts.py:", "time.sleep(self._block_after_reply)"],
+    "r09_never_ready": ["within 3 s", "--sworker-startup-timeout"],
+    "r08_lock_per_request": ["the server refused: busy"],
+}
 
 
 def _expect(case: Case, verdicts: dict[Any, str], seconds: float) -> None:
@@ -50,6 +51,8 @@ def _expect(case: Case, verdicts: dict[Any, str], seconds: float) -> None:
     assert failed == expected, f"{case.id}: expected failures {expected}, got {sorted(failed)}\n{report}"
     for rule in failed:
         assert verdicts[rule].startswith(f"Rule {rule}:"), verdicts[rule]  # a violation, not a crash of the kit
+        for text in SAYS.get(case.id, []):
+            assert text in verdicts[rule], (text, verdicts[rule])
     assert seconds <= BOUND, f"{case.id}: the verdict took {seconds:.1f} s, over the bound of {BOUND:g} s"
 
 
@@ -107,15 +110,15 @@ def test_good_modules_leave_their_violations_unreported() -> None:
     assert all(text == "pass" for rule, text in verdicts.items() if rule != 12)
 
 
-@pytest.mark.parametrize("module", ["r10_empty_on_eof", "r10_empty_on_reset", "good_server"])
+@pytest.mark.parametrize("module", ["r10_empty_on_eof", "r10_empty_on_reset"])
 def test_the_dead_server_check_is_deterministic(module: str) -> None:
     """The same module, the same rule 10 verdict, run after run: each ending is made on purpose."""
     seen = set()
-    for _ in range(4):
+    for _ in range(3):
         verdicts, _ = judge_timed(Case(module, None))
         seen.add(verdicts[10][:60])
     assert len(seen) == 1, seen
-    assert seen.pop().startswith("Rule 10:" if module.startswith("r10") else "pass")
+    assert seen.pop().startswith("Rule 10:")
 
 
 def test_median_verdict_time() -> None:

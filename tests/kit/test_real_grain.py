@@ -183,7 +183,7 @@ def test_rule_08_unlocked_client_fails_under_concurrent_tasklets(grain_for) -> N
 def test_rule_08_lock_per_request_fails_a_one_job_server_but_not_at_capacity_one(grain_for) -> None:
     grain: Grain = grain_for("r08_lock_per_request")
     grain.add_worker()
-    run = grain.head(tasks=8, limit=HANG_LIMIT)
+    run = grain.head(tasks=8, limit=3.0)
     print(f"PROOF rule 8 (one job at a time): head {run.status} rc={run.returncode}; {run.report}")
     assert not (run.status == "exit" and run.returncode == 0 and run.report and run.report["results"] == [
         f"call-{i}" for i in range(8)

@@ -71,7 +71,7 @@ def _verdict(run: Any) -> str:
     try:
         run()
     except ContractViolation as violation:
-        return f"Rule {violation.rule.number}: {violation.observed}"
+        return f"Rule {violation.rule.number}: {violation.observed} Fix: {violation.fix}"
     except CouldNotJudge as unjudged:
         return f"{'error' if unjudged.blocking else 'skip'}: {unjudged}"
     except Portability as finding:

@@ -251,14 +251,18 @@ def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: floa
         warnings.simplefilter("ignore", ResourceWarning)
         thread = threading.Thread(target=main, name=f"sworker-kit-{loop}", daemon=True)
         thread.start()
-        while thread.is_alive():
-            thread.join(POLL)
-            overdue = supervisor.overdue()
-            if overdue is not None and thread.is_alive():
-                observation = _abandon(observation, supervisor, overdue, before)
-                break
-        else:
-            collect_quietly()
+        try:
+            while thread.is_alive():
+                thread.join(POLL)
+                overdue = supervisor.overdue()
+                if overdue is not None and thread.is_alive():
+                    observation = _abandon(observation, supervisor, overdue, before)
+                    break
+            else:
+                collect_quietly()
+        except BaseException:  # e.g. Ctrl-C: leave nothing of the module running
+            _abandon(observation, supervisor, Stage("an interrupted run", 0.0, None, 0.0), before)
+            raise
     if failure:
         error = failure[0]
         observation.kit_error = f"{describe(error)}{_where(error)}"
@@ -274,8 +278,8 @@ def _abandon(observation: Observation, supervisor: Supervisor, stage: Stage, bef
     if supervisor.watch is not None:
         snapshot.abandoned_stall = supervisor.watch.ongoing()
         supervisor.watch.stop()
-    stop_redirecting()
     for relay in supervisor.relays:
+        stop_redirecting(relay)
         relay.close()
     left = Footprint.now().added_since(before)
     snapshot.killed = left.describe()

@@ -428,13 +428,16 @@ def redirecting(relay: Relay, loop_thread: int) -> Iterator[Relay]:
     try:
         yield relay
     finally:
-        stop_redirecting()
+        stop_redirecting(relay)
 
 
-def stop_redirecting() -> None:
-    """Connect as usual again (the pytest thread calls it too, when it stops waiting for a run)."""
+def stop_redirecting(relay: Relay) -> None:
+    """Connect as usual again, if ``relay`` is still the one redirected to (the pytest thread calls it
+    too, when it stops waiting for a run: a late call from that run's thread must not end a later one's)."""
     global _active
     with _patch_lock:
+        if _active is not relay:
+            return
         _active = None
         for name in ("connect", "connect_ex"):
             if name in socket.socket.__dict__:

@@ -85,6 +85,8 @@ BROKEN = [
     Case("r07_blocking_per_request", 7, SERVICE),
     Case("r07_first_call_stall", 7, SERVICE),
     Case("r07_client_per_request", 7, SERVICE),
+    Case("r07_blocks_for_good", 7, SERVICE),
+    Case("r07_small_block_per_request", 7, SERVICE, capacity=1),  # steady: the same line in every call
     Case("r08_no_lock", 8, SERVICE),
     Case("r08_no_lock_server", 8),
     Case("r08_lock_per_request", 8),

@@ -254,7 +254,7 @@ def check_event_loop_friendly(target: Target, obs: Observation) -> None:
     _run_happened(obs, 7)
     _first_failed(obs, 7, obs.start_error, obs.context_error)
     stage, stall = obs.abandoned, obs.abandoned_stall
-    if stage is not None and stall is not None and stage.rule in (7, 8, 10):
+    if stage is not None and stall is not None and stall.where is not None and stage.rule in (5, 7, 8, 10):
         _violation(
             7,
             f"the event loop was blocked for more than {stall.seconds:.1f} s during {stall.phase or stage.label}, "

@@ -168,7 +168,7 @@ class Relay:
         self._selector.close()
 
     def _call(self, function: Callable[[], Any]) -> Any:
-        done, result = threading.Event(), []
+        done, result = threading.Event(), list[Any]()
         self._commands.put((function, done, result))
         self._wake()
         if not done.wait(COMMAND_TIMEOUT):

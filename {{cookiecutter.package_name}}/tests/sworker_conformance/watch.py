@@ -129,6 +129,11 @@ class LoopWatch:
         where, caller = Counter(located).most_common(1)[0][0] if located else (None, None)
         return Stall(gap, phase, where, caller, len(located))
 
+    @property
+    def last_beat(self) -> float:
+        """When the loop last ran the heartbeat (a loop blocked for good stops it)."""
+        return self._beat if self._loop_thread is not None else time.monotonic()
+
     def stop(self) -> None:
         """Stop the watchdog thread (the loop's own task ends with the loop)."""
         self._stop.set()
@@ -163,7 +168,7 @@ class LoopWatch:
             wanted = now + INTERVAL
             if now - self._beat > SAMPLE_AFTER and self._loop_thread is not None:
                 frame = sys._current_frames().get(self._loop_thread)
-                frames = []
+                frames: list[Frame] = []
                 while frame is not None and len(frames) < MAX_FRAMES:
                     code = frame.f_code
                     module = str(frame.f_globals.get("__name__", ""))

@@ -14,6 +14,8 @@ import anyio
 from ._parts import HOST, EchoClient, running_echo_server
 
 GRAIN_SWORKER_CONFIG: dict[str, object] = {}
+#: Each reply takes this long (a job queue is not instant), so concurrent tasklets surely meet.
+JOB_SECONDS = 0.02
 
 
 class JobClient:
@@ -45,7 +47,7 @@ class JobClient:
 
 @asynccontextmanager
 async def grain_run_sworker() -> AsyncIterator[dict[str, Any]]:
-    async with running_echo_server(one_job=True) as port:
+    async with running_echo_server(one_job=True, delay=JOB_SECONDS) as port:
         yield {"name": f"jobs@{HOST}:{port}", "host": HOST, "port": port}
 
 

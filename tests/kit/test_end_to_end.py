@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from sworker_conformance.target import DEFAULT_CLEANUP_LIMIT, DEFAULT_STARTUP_TIMEOUT, VERDICT_SLACK
@@ -24,13 +26,23 @@ FAST = ["--sworker-startup-timeout", "3", "--sworker-cleanup-limit", "1"]
 SDK_SERVICE = SERVICE_WITH_TOKEN
 
 
-def run_kit(module: str, *extra: str, limits: list[str] = FAST) -> subprocess.CompletedProcess[str]:
-    # -c: the template's own ini (the Jinja pyproject.toml beside the kit is not TOML until baked).
-    command = [sys.executable, "-m", "pytest", str(KIT), "-c", str(TEMPLATE / "pytest.ini"), "-p", "no:cacheprovider"]
-    command += ["-q", "-rfsx", "-W", "error", "--sworker", module, *limits, *extra]
-    env = {**os.environ, "PYTHONPATH": str(TEMPLATE)}
+@pytest.fixture(scope="module")
+def kit_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The kit as a package uses it, outside the template (whose files beside it are Jinja until baked)."""
+    project = tmp_path_factory.mktemp("kit-project")
+    shutil.copytree(KIT, project / "sworker_conformance", ignore=shutil.ignore_patterns("__pycache__"))
+    (project / "conftest.py").write_text('pytest_plugins = ["sworker_conformance.plugin"]\n')
+    ini = "[pytest]\naddopts = -p no:cacheprovider\nasyncio_default_fixture_loop_scope = function\n"
+    (project / "pytest.ini").write_text(ini)
+    return project
+
+
+def run_kit(project: Path, module: str, *extra: str, limits: list[str] = FAST) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "pytest", "sworker_conformance", "-q", "-rfsx", "-W", "error"]
+    command += ["--sworker", module, *limits, *extra]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(TEMPLATE)])}  # the kit; tests.kit.sworkers
     env.pop("PYTEST_ADDOPTS", None)
-    return subprocess.run(command, cwd=TEMPLATE, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env)
+    return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env)
 
 
 def failed_rules(output: str) -> set[int]:
@@ -56,8 +68,10 @@ def assert_readable(output: str) -> None:
         ("r10_empty_on_reset", [], 10, "a reset: the connection was reset"),
     ],
 )
-def test_report_names_the_rule_and_the_fix(module: str, extra: list[str], rule: int, says: str) -> None:
-    result = run_kit(f"tests.kit.sworkers.{module}", "--sworker-probe", PROBE, *extra)
+def test_report_names_the_rule_and_the_fix(
+    kit_project: Path, module: str, extra: list[str], rule: int, says: str
+) -> None:
+    result = run_kit(kit_project, f"tests.kit.sworkers.{module}", "--sworker-probe", PROBE, *extra)
     output = result.stdout + result.stderr
     assert result.returncode == 1, output[-4000:]
     assert failed_rules(output) == {rule}, output[-4000:]
@@ -79,8 +93,8 @@ def test_report_names_the_rule_and_the_fix(module: str, extra: list[str], rule: 
         ),
     ],
 )
-def test_good_modules_pass(module: str, extra: list[str]) -> None:
-    result = run_kit(module, *extra)
+def test_good_modules_pass(kit_project: Path, module: str, extra: list[str]) -> None:
+    result = run_kit(kit_project, module, *extra)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-4000:]
     assert not re.search(r"\bfailed\b", result.stdout.splitlines()[-1]), output[-4000:]
@@ -91,10 +105,10 @@ def test_good_modules_pass(module: str, extra: list[str]) -> None:
         assert "Rule 9 (" not in result.stdout
 
 
-def test_a_verdict_comes_within_the_bound_at_the_default_limits() -> None:
+def test_a_verdict_comes_within_the_bound_at_the_default_limits(kit_project: Path) -> None:
     """A 30 s cleanup: judged once, at the default cleanup limit, then killed; never once per loop or scenario."""
     started = time.monotonic()
-    result = run_kit("tests.kit.sworkers.r06_cleanup_30s", "--sworker-probe", PROBE, limits=[])
+    result = run_kit(kit_project, "tests.kit.sworkers.r06_cleanup_30s", "--sworker-probe", PROBE, limits=[])
     seconds = time.monotonic() - started
     output = result.stdout + result.stderr
     assert failed_rules(output) == {6}, output[-4000:]
@@ -106,9 +120,10 @@ def test_a_verdict_comes_within_the_bound_at_the_default_limits() -> None:
     )
 
 
-def test_rule_12_reads_the_named_config() -> None:
+def test_rule_12_reads_the_named_config(kit_project: Path) -> None:
     config = TEMPLATE / "tests" / "kit" / "configs" / "memory_without_cores.toml"
     result = run_kit(
+        kit_project,
         "tests.kit.sworkers.good_backendless",
         "--sworker-probe",
         PROBE,

@@ -13,12 +13,15 @@ from typing import Any
 
 import pytest
 from sworker_conformance.footprint import Footprint
+from sworker_conformance.instance import describe
+from sworker_conformance.judge import Judge
+from sworker_conformance.rules import CouldNotJudge
 from sworker_conformance.target import VERDICT_SLACK
 
 from tests.kit.sworkers._parts import LEAKED  # the name the corpus modules import it by
 
-from .corpus import BROKEN, GOOD, Case
-from .verdicts import CLEANUP_LIMIT, STARTUP_TIMEOUT, failing, judge_timed
+from .corpus import BROKEN, GOOD, PROBE, Case
+from .verdicts import CLEANUP_LIMIT, STARTUP_TIMEOUT, failing, judge_timed, target_for
 
 BOUND = STARTUP_TIMEOUT + CLEANUP_LIMIT + VERDICT_SLACK
 #: Modules judged under asyncio too: anyio code gives the same verdict there; trio-only code is portability.
@@ -110,6 +113,31 @@ def test_good_modules_leave_their_violations_unreported() -> None:
     verdicts, _ = judge_timed(GOOD[0])
     assert verdicts[12].startswith("skip: the kit could not judge Rule 12: there is no Grain config")
     assert all(text == "pass" for rule, text in verdicts.items() if rule != 12)
+
+
+@pytest.mark.parametrize(
+    ("case", "rules", "says"),
+    [
+        (Case("x_import_fails", None), range(1, 13), "importing tests.kit.sworkers.x_import_fails raised RuntimeError"),
+        (Case("good_server", None, probe=f"{PROBE.split(':')[0]}:no_such_probe"), (7, 8, 10), "does not load"),
+        (Case("good_server", None, "tests.kit.sworkers.x_import_fails:environment"), range(1, 13), "did not start"),
+    ],
+    ids=["import-fails", "probe-does-not-load", "environment-does-not-start"],
+)
+def test_what_keeps_the_kit_from_judging_is_said_in_one_line(case: Case, rules: range, says: str) -> None:
+    """A module that does not import, a probe or an environment that does not load: one line per rule."""
+    target = target_for(case)
+    try:
+        with target.environment():
+            pass
+    except Exception as exc:  # as the plugin's environment fixture records it
+        target.environment_error = describe(exc)
+    referee = Judge(target)
+    for rule in rules:
+        with pytest.raises(CouldNotJudge) as unjudged:
+            referee.verdict(rule, "trio")
+        assert unjudged.value.blocking and says in str(unjudged.value), unjudged.value
+        assert "\n" not in str(unjudged.value)
 
 
 @pytest.mark.parametrize("module", ["r10_empty_on_eof", "r10_empty_on_reset"])

@@ -28,6 +28,13 @@ class Judge:
         self.observations: dict[str, Observation] = {}
         self.started_at: float | None = None
         self._import_error: str | None = None
+        self._probe_error = ""
+        if target.probe_name:
+            try:
+                target.probe  # noqa: B018  (loads it)
+            except Exception as exc:  # judged without it; the rules that need it say why
+                self._probe_error = f"the probe {target.probe_name} does not load: {describe(exc)}"
+                target.probe_name = ""
 
     @property
     def budget_deadline(self) -> float:
@@ -101,6 +108,8 @@ class Judge:
             2: lambda: checks.check_signatures(target),
             12: lambda: checks.check_config_snippet(target),
         }
+        if self._probe_error and rule in (7, 8, 10):
+            raise CouldNotJudge(rule, self._probe_error, blocking=True)
         if rule in static:
             static[rule]()
             if loop is None:

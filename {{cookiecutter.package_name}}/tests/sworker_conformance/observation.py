@@ -378,7 +378,7 @@ async def _daemon(
                 record.teardown_began = time.monotonic()
     except anyio.get_cancelled_exc_class():
         raise
-    except (Exception, BaseExceptionGroup) as exc:
+    except (Exception, BaseExceptionGroup, SystemExit) as exc:
         if not record.started:
             raise  # a start-up error: to the caller of group.start()
         record.crash = exc  # after it yielded: Grain would log it; not the kit's to propagate
@@ -406,7 +406,7 @@ async def _start(target: Target, obs: Observation, sup: Supervisor, workers: Tas
             record.started_in = time.monotonic() - began
         except anyio.get_cancelled_exc_class():
             raise
-        except (Exception, BaseExceptionGroup) as exc:
+        except (Exception, BaseExceptionGroup, SystemExit) as exc:
             record.start_error = _start_failure(exc, "grain_run_sworker() during start-up", 9, obs)
 
     limit = target.startup_timeout
@@ -529,7 +529,7 @@ async def _start_client(
                     client = await clients.start(_daemon, record, factory)
             except anyio.get_cancelled_exc_class():
                 raise
-            except (Exception, BaseExceptionGroup) as exc:
+            except (Exception, BaseExceptionGroup, SystemExit) as exc:
                 obs.context_error = _start_failure(exc, "grain_context(**fields) while starting", 5, obs)
     sup.check()
     if deadline.cancel_called and client is _NOT_STARTED:
@@ -553,7 +553,7 @@ async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, 
             except TimeoutError:
                 obs.probe_error = f"the probe did not return within {target.call_timeout:g} s (--sworker-call-timeout)"
                 obs.calls_hung = True
-            except (Exception, BaseExceptionGroup) as exc:
+            except (Exception, BaseExceptionGroup, SystemExit) as exc:
                 obs.probe_error = _probe_failure(exc, obs)
     sup.check()
     if obs.probe_error:
@@ -590,7 +590,7 @@ async def concurrent_probes(target: Target, client: Any, count: int, round_numbe
     async def one(variant: int) -> None:
         try:
             await call_probe(target, client, variant)
-        except (Exception, BaseExceptionGroup) as exc:
+        except (Exception, BaseExceptionGroup, SystemExit) as exc:
             errors.append(exc)
 
     async with anyio.create_task_group() as group:
@@ -617,7 +617,7 @@ async def _dead_server(
             with sup.stage(f"the probe before the {ending} scenario", target.call_timeout, rule=None):
                 try:
                     await call_probe(target, client, 0)
-                except (Exception, BaseExceptionGroup) as exc:
+                except (Exception, BaseExceptionGroup, SystemExit) as exc:
                     result.not_judged = (
                         f"the probe raised {describe(exc)} once the kit relayed the client's connections"
                     )
@@ -642,7 +642,7 @@ async def _dead_server(
                         result.returned_normally = True
                     except AssertionError as wrong:
                         result.wrong = str(wrong) or "the probe rejected the answer"
-                    except (Exception, BaseExceptionGroup) as exc:
+                    except (Exception, BaseExceptionGroup, SystemExit) as exc:
                         result.raised = exc
                 if deadline.cancel_called:
                     result.hung = True

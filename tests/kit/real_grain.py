@@ -33,9 +33,10 @@ from .conftest import TEMPLATE
 HEAD_SCRIPT = Path(__file__).with_name("grain_head.py")
 TAG_ENV = "KIT_RUN_TAG"
 START_TIMEOUT = 20.0
-#: A worker leaves the head and tears its server down within this time; Gnaw lingers on SIGTERM.
+#: A worker leaves the head and tears its server down within this time.
 WORKER_STOP_TIMEOUT = 15.0
-GNAW_STOP_TIMEOUT = 0.5
+#: Gnaw keeps no state a proof needs, and lingers 5 s on SIGTERM: it is killed at once.
+GNAW_STOP_TIMEOUT = 5.0
 
 
 def free_port() -> int:
@@ -89,7 +90,7 @@ def gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) -> 
     binary = Path(sys.executable).with_name("gnaw")
     command = [str(binary) if binary.exists() else "gnaw", "-hurl", f"unix://{socket_path}", "-wurl", listen]
     command += ["-n", "8", "-t", idle_quit, "-swarm", "0"]
-    with running(command, workdir / "gnaw.log", env, signal.SIGTERM, GNAW_STOP_TIMEOUT) as process:
+    with running(command, workdir / "gnaw.log", env, signal.SIGKILL, GNAW_STOP_TIMEOUT) as process:
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while not socket_path.exists():

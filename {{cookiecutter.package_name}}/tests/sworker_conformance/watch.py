@@ -153,6 +153,8 @@ class LoopWatch:
                 gap = now - self._beat - INTERVAL
                 if gap >= RECORD_MIN:
                     self._record(self._beat, now, gap, cpu_now - cpu)
+                elif len(self._samples) + len(self._lateness) > 100:  # short lags: nothing to keep
+                    self._samples, self._lateness = [], []
                 self._beat, cpu = now, cpu_now
                 self._beats += 1
         finally:

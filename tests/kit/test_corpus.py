@@ -43,7 +43,7 @@ SAYS = {
     "r07_first_call_stall": ["during the first probe call", "r07_first_call_stall.py:", "in fetch_token"],
     "r07_blocking_per_request": ["_parts.py:", "time.sleep(self._block_after_reply)"],
     "r09_never_ready": ["within 3 s", "--sworker-startup-timeout"],
-    "r07_small_block_per_request-V1": ["in every watched call", "time.sleep(self._blocking)"],
+    "r07_small_block_per_request-V1": ["in every round of 1 concurrent", "time.sleep(self._blocking)"],
     "r07_blocks_for_good": ["never came back", "r07_blocks_for_good.py:", "time.sleep(BLOCKING_SECONDS)"],
     "r08_lock_per_request": ["the server refused: busy"],
 }

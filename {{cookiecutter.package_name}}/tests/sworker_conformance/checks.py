@@ -19,7 +19,15 @@ from collections.abc import Iterator
 from typing import Any, NoReturn
 
 from .instance import describe
-from .observation import DEAD_CALL_LIMIT, ENDING_TEXT, START_PHASE, Observation, Portability, Record
+from .observation import (
+    DEAD_CALL_LIMIT,
+    ENDING_TEXT,
+    FIRST_CALL_PHASE,
+    START_PHASE,
+    Observation,
+    Portability,
+    Record,
+)
 from .rules import ContractViolation, CouldNotJudge
 from .target import Target, read_worker_config
 from .watch import Stall
@@ -293,31 +301,35 @@ def check_event_loop_friendly(target: Target, obs: Observation) -> None:
         )
     steady = _steady_block(obs, calls)
     if steady is not None:
-        low, high, sample = steady
+        low, high, sample, rounds = steady
         _violation(
             7,
-            f"in every watched call ({len(obs.call_phases)} phases: the first call, then rounds of "
-            f"{target.capacity}), the event loop was blocked {sample.location()}, {low * 1000:.0f} to "
-            f"{high * 1000:.0f} ms each time: a blocking call per request, which stalls every tasklet on the head.",
+            f"in every round of {target.capacity} concurrent probe calls ({rounds} rounds), the event loop was "
+            f"blocked {sample.location()}, {low * 1000:.0f} to {high * 1000:.0f} ms each time: a blocking call per "
+            "request, which stalls every tasklet on the head.",
             _stall_fix(sample),
         )
 
 
-def _steady_block(obs: Observation, calls: list[Stall]) -> tuple[float, float, Stall] | None:
-    """The same blocking place in every watched phase: (shortest, longest, one stall there), or None."""
-    phases = obs.call_phases
-    if len(phases) < 2:
+def _steady_block(obs: Observation, calls: list[Stall]) -> tuple[float, float, Stall, int] | None:
+    """The same blocking place in every round of calls: (shortest, longest, one stall there, rounds), or None.
+
+    The first call alone is left out: it may block less than a round of V calls (or pay once for
+    something, e.g. an import) without changing what a round shows.
+    """
+    rounds = [phase for phase in obs.call_phases if phase != FIRST_CALL_PHASE]
+    if len(rounds) < 2:
         return None
-    keyed = [s for s in calls if s.key is not None and s.seconds >= STEADY_STALL]
+    keyed = [s for s in calls if s.key is not None and s.seconds >= STEADY_STALL and s.phase in rounds]
     common = None
-    for phase in phases:
+    for phase in rounds:
         keys = {s.key for s in keyed if s.phase == phase}
         common = keys if common is None else common & keys
     if not common:
         return None
     key = Counter(s.key for s in keyed if s.key in common).most_common(1)[0][0]
     there = [s for s in keyed if s.key == key]
-    return min(s.seconds for s in there), max(s.seconds for s in there), there[0]
+    return min(s.seconds for s in there), max(s.seconds for s in there), there[0], len(rounds)
 
 
 def _stall_fix(stall: Stall) -> str:

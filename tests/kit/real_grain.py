@@ -32,6 +32,7 @@ from .conftest import TEMPLATE
 
 HEAD_SCRIPT = Path(__file__).with_name("grain_head.py")
 TAG_ENV = "KIT_RUN_TAG"
+HANDSHAKE_RACE = 'assert hsmsg["cmd"] == "hsAck"'
 START_TIMEOUT = 20.0
 #: A worker leaves the head and tears its server down within this time.
 WORKER_STOP_TIMEOUT = 15.0
@@ -162,7 +163,18 @@ class Grain:
     def head(
         self, scenario: str = "calls", *, tasks: int = 4, limit: float = 6.0, env: Mapping[str, str] = ()
     ) -> HeadRun:
-        """Run a head; "hang" if it has not exited within ``limit`` seconds (then its group is killed)."""
+        """Run a head; "hang" if it has not exited within ``limit`` seconds (then its group is killed).
+
+        Grain 0.17.1 has a start-up race of its own: a backendless head's sworker registration can
+        reach its side channel before Gnaw's handshake answer (``assert hsmsg["cmd"] == "hsAck"``),
+        before any tasklet runs. Such a head is run once more: it says nothing about the module.
+        """
+        run = self._head(scenario, tasks, limit, env)
+        if run.status == "exit" and HANDSHAKE_RACE in run.output:
+            run = self._head(scenario, tasks, limit, env)
+        return run
+
+    def _head(self, scenario: str, tasks: int, limit: float, env: Mapping[str, str]) -> HeadRun:
         command = [sys.executable, str(HEAD_SCRIPT), "--config", str(self.config), "--scenario", scenario]
         command += ["--tasks", str(tasks)]
         started = time.monotonic()

@@ -19,6 +19,7 @@ class Case:
     environment: str = ""
     config: str = ""
     probe: str = PROBE
+    capacity: int = 0
 
     @property
     def dotted(self) -> str:
@@ -30,7 +31,9 @@ class Case:
 
     @property
     def id(self) -> str:
-        return f"{self.module}-{self.config}" if self.config else self.module
+        if self.config:
+            return f"{self.module}-{self.config}"
+        return f"{self.module}-V{self.capacity}" if self.capacity else self.module
 
 
 GOOD = [
@@ -38,6 +41,16 @@ GOOD = [
     Case("good_backendless", None, SERVICE),
     Case("grain.local_sworker", None, probe=""),
     Case("good_server", None, config="good.toml"),
+    # Shapes sworker authors write: each server run a different way, an SDK configured at import,
+    # the documentation's own example, a one-job-at-a-time server, a server slow to start.
+    Case("chem_trio_nursery", None),
+    Case("chem_anyio_process", None),
+    Case("chem_thread_subprocess", None),
+    Case("cloud_sdk_backendless", None, SERVICE_WITH_TOKEN),
+    Case("seed_example", None),
+    Case("good_one_job", None),
+    Case("r08_lock_per_request", None, capacity=1),  # one job at a time is right when V = 1
+    Case("r09_slow_start", None),
 ]
 
 BROKEN = [
@@ -65,14 +78,24 @@ BROKEN = [
     Case("r06_cleanup_after_yield", 6),
     Case("r06_slow_cleanup", 6, SERVICE),
     Case("r06_leaked_socket", 6),
+    Case("r06_cleanup_30s", 6),
     Case("r07_asyncio_sleep", 7, SERVICE),
     Case("r07_asyncio_open_connection", 7),
     Case("r07_blocking_sleep", 7, SERVICE),
+    Case("r07_blocking_per_request", 7, SERVICE),
+    Case("r07_first_call_stall", 7, SERVICE),
+    Case("r07_client_per_request", 7, SERVICE),
+    Case("r07_blocks_for_good", 7, SERVICE),
+    Case("r07_small_block_per_request", 7, SERVICE, capacity=1),  # steady: the same line in every call
     Case("r08_no_lock", 8, SERVICE),
     Case("r08_no_lock_server", 8),
+    Case("r08_lock_per_request", 8),
     Case("r09_unbounded_wait", 9),
+    Case("r09_never_ready", 9),
     Case("r10_empty_on_eof", 10),
     Case("r10_empty_on_eof_backendless", 10, SERVICE),
+    Case("r10_empty_on_reset", 10),
+    Case("r10_empty_on_reset_backendless", 10, SERVICE),
     Case("r11_env_token", 11, SERVICE_WITH_TOKEN),
     Case("r11_fixed_credential", 11),
     Case("good_server", 12, config="cores_in_res.toml"),

@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.kit.sworkers, from anywhere
 
 import grain.delayed
+import trio
 from grain import GVAR
 from grain.delayed import delayed, each
 from grain.resource import Capacity
@@ -32,36 +33,57 @@ async def token() -> object:
     return getattr(GVAR.context, "token", None)
 
 
-def stop_service() -> None:
-    """Make the echo service exit at once (a backendless service dying under its client)."""
+def stop_service(how: str = "exit") -> None:
+    """Make the echo service die under its client: exit at once, or reset every connection first."""
     host, _, port = os.environ["KIT_ECHO_ADDRESS"].rpartition(":")
     with socket.create_connection((host, int(port))) as sock:
-        sock.sendall(b'{"op": "exit"}\n')
+        sock.sendall(json.dumps({"op": how}).encode() + b"\n")
     time.sleep(0.3)
+
+
+class LagWatch:
+    """The longest the head's event loop went without running a task (a blocked loop), while it runs."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+
+    async def run(self) -> None:
+        while True:
+            before = trio.current_time()
+            await trio.sleep(0.005)
+            self.worst = max(self.worst, trio.current_time() - before - 0.005)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
-    parser.add_argument("--scenario", default="calls", choices=["calls", "dead", "token"])
+    parser.add_argument("--scenario", default="calls", choices=["calls", "dead", "reset", "token"])
     parser.add_argument("--tasks", type=int, default=4)
     args = parser.parse_args()
     report: dict[str, object] = {}
 
     async def calls() -> None:
-        started = time.perf_counter()
-        report["results"] = list(await each(*[(echo @ Capacity(1))(f"call-{i}") for i in range(args.tasks)]))
-        report["seconds"] = round(time.perf_counter() - started, 3)
+        lag = LagWatch()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(lag.run)
+            started = time.perf_counter()
+            report["results"] = list(await each(*[(echo @ Capacity(1))(f"call-{i}") for i in range(args.tasks)]))
+            report["seconds"] = round(time.perf_counter() - started, 3)
+            nursery.cancel_scope.cancel()
+        report["max_lag"] = round(lag.worst, 3)
 
-    async def dead() -> None:
+    async def dead(how: str = "exit") -> None:
         first = await (echo @ Capacity(1))("before")
-        stop_service()
+        stop_service(how)
         report["results"] = [first, await (echo @ Capacity(1))("after")]
+
+    async def reset() -> None:
+        await dead("reset")
 
     async def get_token() -> None:
         report["results"] = [await (token @ Capacity(1))()]
 
-    scenario = {"calls": calls, "dead": dead, "token": get_token}[args.scenario]
+    scenario = {"calls": calls, "dead": dead, "reset": reset, "token": get_token}[args.scenario]
     grain.delayed.run(scenario, config_file=args.config)
     print("REPORT " + json.dumps(report), flush=True)
 

@@ -24,12 +24,15 @@ HANG_LIMIT = 4.0
 
 @pytest.fixture
 def grain_for() -> Iterator:
-    """``grain_for(module)``: an echo service and a real Gnaw for ``module``; afterwards nothing is left."""
+    """``grain_for(module)``: a real Gnaw for ``module`` and an echo service (``service=False``: none, for a
+    server module); afterwards nothing is left."""
     tags: list[str] = []
 
-    def start(module: str, delay: float = 0.0, **env: str):
-        stack.append(echo_service(delay))
-        service_env = stack[-1].__enter__()
+    def start(module: str, delay: float = 0.0, *, service: bool = True, **env: str):
+        service_env: dict[str, str] = {}
+        if service:  # a server module starts its own
+            stack.append(echo_service(delay))
+            service_env = stack[-1].__enter__()
         stack.append(real_grain(f"{PACKAGE}.{module}", {**service_env, **env}))
         grain = stack[-1].__enter__()
         tags.append(grain.tag)
@@ -53,7 +56,31 @@ def test_control_good_modules_run(grain_for) -> None:
     grain: Grain = grain_for("good_backendless")
     run = grain.head(tasks=8)
     assert run.status == "exit" and run.returncode == 0, run.output[-3000:]
-    assert run.report == {"results": [f"call-{i}" for i in range(8)], "seconds": run.report["seconds"]}
+    assert run.report["seconds"] < 1.0, run.report  # 8 calls at V = 4: two quick rounds
+    assert run.report is not None and run.report["results"] == [f"call-{i}" for i in range(8)], run.output[-3000:]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "chem_trio_nursery",  # a trio nursery runs the server (trio.run_process)
+        "chem_anyio_process",  # anyio.open_process, watched by a task
+        "chem_thread_subprocess",  # subprocess.Popen, waited on in a thread
+        "seed_example",  # the documentation page's shape
+        "good_one_job",  # one job at a time, a lock around the whole job
+        "r09_slow_start",  # slow to start: Grain waits (the kit's default limit is the package's wait)
+        "cloud_sdk_backendless",  # a sync SDK configured at import, run in threads
+    ],
+)
+def test_control_real_world_shapes_run(grain_for, module: str) -> None:
+    """What the kit passes runs on Grain: 8 tasklets at V = 4, every result right."""
+    backendless = module.endswith("backendless")
+    grain: Grain = grain_for(module, service=backendless, **{TOKEN_ENV: TOKEN})
+    if not backendless:
+        grain.add_worker()
+    run = grain.head(tasks=8, limit=15.0)
+    assert run.status == "exit" and run.returncode == 0, run.output[-3000:]
+    assert run.report is not None and run.report["results"] == [f"call-{i}" for i in range(8)], run.output[-3000:]
 
 
 def test_rule_01_missing_config_crashes_the_head(grain_for) -> None:
@@ -69,7 +96,7 @@ def test_rule_02_plain_async_def_crashes_the_head(grain_for) -> None:
 
 
 def test_rule_03_int_name_loops_the_worker_and_hangs_the_head(grain_for) -> None:
-    grain: Grain = grain_for("r03_int_name")
+    grain: Grain = grain_for("r03_int_name", service=False)
     grain.add_worker()
     run = grain.head(limit=HANG_LIMIT)
     cycles = grain.log("worker/worker.log").count("connecting to head")
@@ -91,7 +118,7 @@ def test_rule_05_unexpected_field_crashes_the_head(grain_for) -> None:
 
 
 def test_rule_06_cleanup_after_yield_orphans_the_server(grain_for) -> None:
-    grain: Grain = grain_for("r06_cleanup_after_yield")
+    grain: Grain = grain_for("r06_cleanup_after_yield", service=False)
     worker = grain.add_worker()
     run = grain.head()
     assert run.status == "exit" and run.returncode == 0, run.output[-3000:]
@@ -110,7 +137,7 @@ def test_rule_06_slow_shielded_cleanup_delays_the_head_exit(grain_for) -> None:
     fast = grain_for("good_backendless").head()
     slow = grain_for("r06_slow_cleanup").head()
     assert fast.returncode == 0 and slow.returncode == 0, slow.output[-3000:]
-    assert slow.seconds - fast.seconds >= 1.0, (fast.seconds, slow.seconds)
+    assert slow.seconds - fast.seconds >= 0.8, (fast.seconds, slow.seconds)  # 1.2 s, less a loaded machine's noise
 
 
 def test_rule_07_asyncio_code_crashes_the_head(grain_for) -> None:
@@ -120,12 +147,24 @@ def test_rule_07_asyncio_code_crashes_the_head(grain_for) -> None:
 
 
 def test_rule_07_blocking_call_serialises_the_tasklets(grain_for) -> None:
-    good = grain_for("good_backendless").head(tasks=8)
-    blocking = grain_for("r07_blocking_sleep").head(tasks=8)
-    assert good.returncode == 0 and blocking.returncode == 0, blocking.output[-3000:]
-    # 8 calls at V=4 that each block 0.15 s: one after the other (>= 1.2 s), not 2 rounds of 4 (~0.3 s)
-    assert blocking.report["seconds"] >= 1.1, blocking.report
-    assert good.report["seconds"] < 0.5, good.report
+    """Unlike good_backendless (test_control_good_modules_run: 8 calls in well under a second)."""
+    for module, seconds in (("r07_blocking_sleep", 0.15), ("r07_blocking_per_request", 0.2)):
+        blocking = grain_for(module).head(tasks=8)
+        assert blocking.returncode == 0, blocking.output[-3000:]
+        # 8 calls at V=4 that each block: one after the other (>= 8 x seconds), not 2 rounds of 4 (~0.1 s)
+        assert blocking.report["seconds"] >= 7 * seconds, blocking.report
+        assert blocking.report["max_lag"] >= 0.9 * seconds, blocking.report  # the head's loop itself stood still
+
+
+def test_rule_07_one_off_and_per_request_stalls_block_the_head(grain_for) -> None:
+    """A sync token fetch on the first call, and a new HTTP client per call: the head's loop stalls."""
+    first_call = grain_for("r07_first_call_stall").head(tasks=4)
+    per_request = grain_for("r07_client_per_request").head(tasks=8)
+    assert first_call.returncode == 0 and per_request.returncode == 0, per_request.output[-3000:]
+    print(f"PROOF rule 7: head loop stalled {first_call.report['max_lag']} s (first call), "
+          f"{per_request.report['max_lag']} s (client per request)")  # fmt: skip
+    assert first_call.report["max_lag"] >= 0.8, first_call.report  # the 0.9 s token fetch, once
+    assert per_request.report["max_lag"] >= 0.01, per_request.report  # an SSL context, built per call
 
 
 def test_rule_08_unlocked_client_fails_under_concurrent_tasklets(grain_for) -> None:
@@ -145,8 +184,24 @@ def test_rule_08_unlocked_client_fails_under_concurrent_tasklets(grain_for) -> N
     assert "BusyResourceError" in run.output or run.status == "hang" or report, run.output[-3000:]
 
 
+def test_rule_08_lock_per_request_fails_a_one_job_server_but_not_at_capacity_one(grain_for) -> None:
+    grain: Grain = grain_for("r08_lock_per_request", service=False)
+    grain.add_worker()
+    run = grain.head(tasks=8, limit=3.0)
+    print(f"PROOF rule 8 (one job at a time): head {run.status} rc={run.returncode}; {run.report}")
+    assert not (run.status == "exit" and run.returncode == 0 and run.report and run.report["results"] == [
+        f"call-{i}" for i in range(8)
+    ]), run.output[-3000:]  # fmt: skip
+    assert "busy" in run.output or run.status == "hang", run.output[-3000:]
+    one = grain_for("r08_lock_per_request", service=False)
+    one.write_config(capacity=1)
+    one.add_worker(capacity=1)
+    at_one = one.head(tasks=8)
+    assert at_one.returncode == 0 and at_one.report["results"] == [f"call-{i}" for i in range(8)], at_one.output
+
+
 def test_rule_09_unbounded_readiness_wait_hangs_worker_and_head(grain_for) -> None:
-    grain: Grain = grain_for("r09_unbounded_wait")
+    grain: Grain = grain_for("r09_unbounded_wait", service=False)
     worker = grain.add_worker()
     run = grain.head(limit=HANG_LIMIT)
     assert run.status == "hang", run.output[-3000:]
@@ -154,8 +209,12 @@ def test_rule_09_unbounded_readiness_wait_hangs_worker_and_head(grain_for) -> No
     assert "Error" not in grain.log("worker/worker.log")
 
 
-def test_rule_10_empty_reply_on_eof_is_a_success(grain_for) -> None:
-    run = grain_for("r10_empty_on_eof_backendless").head("dead")
+@pytest.mark.parametrize(
+    ("module", "ending"), [("r10_empty_on_eof_backendless", "dead"), ("r10_empty_on_reset_backendless", "reset")]
+)
+def test_rule_10_empty_reply_for_a_dead_service_is_a_success(grain_for, module: str, ending: str) -> None:
+    """The service exits (EOF), or resets its connections first: either way "" is recorded as the result."""
+    run = grain_for(module).head(ending)
     assert run.status == "exit" and run.returncode == 0, run.output[-3000:]
     assert run.report == {"results": ["before", ""]}  # the dead service "answered" ""
 

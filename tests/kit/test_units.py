@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import re
+import socket
 import subprocess
 import sys
+import threading
 import time
 
 import anyio
 import psutil
 import pytest
+import trio
 from sworker_conformance import RULES, ContractViolation
 from sworker_conformance.checks import find_long_lived_credential
 from sworker_conformance.footprint import LINEAGE, LINEAGE_ENV, Footprint
-from sworker_conformance.instance import msgpack_round_trip, needs_asyncio
-from sworker_conformance.observation import StallMonitor, fields_after_msgpack, validate_yield
-from sworker_conformance.target import Target
+from sworker_conformance.instance import msgpack_round_trip, needs_asyncio, needs_trio
+from sworker_conformance.observation import fields_after_msgpack, validate_yield
+from sworker_conformance.relay import CLIENT_SIDE, intercepting, wait_for_endings
+from sworker_conformance.rules import CouldNotJudge
+from sworker_conformance.target import DEFAULT_STARTUP_TIMEOUT, Target
+from sworker_conformance.watch import Frame, LoopWatch, Sample
+
+from .conftest import TEMPLATE
 
 
 def test_msgpack_round_trip_is_what_grain_sends() -> None:
@@ -90,6 +100,7 @@ def test_footprint_sees_a_child_and_its_socket_and_not_others() -> None:
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
 
 
 def test_footprint_ignores_processes_that_are_not_ours() -> None:
@@ -117,23 +128,156 @@ def test_footprint_finds_a_marked_orphan() -> None:
     added.kill()
 
 
-@pytest.mark.parametrize("backend", ["trio", "asyncio"])
-def test_stall_monitor(backend: str) -> None:
-    async def main() -> tuple[float, float]:
-        monitor = StallMonitor()
-        async with anyio.create_task_group() as group:
-            await group.start(monitor.run)
-            await anyio.sleep(0.05)
-            calm = monitor.worst
-            monitor.worst = 0.0
-            time.sleep(0.2)  # noqa: ASYNC251  (blocks the loop on purpose)
-            await anyio.sleep(0.03)
-            blocked = monitor.worst
-            group.cancel_scope.cancel()
-        return calm, blocked
+def _blocking_call() -> None:
+    time.sleep(0.15)
 
-    calm, blocked = anyio.run(main, backend=backend)
-    assert calm < 0.1 and blocked >= 0.15
+
+async def _watched(watch: LoopWatch, phase: str | None, blocking: bool) -> None:
+    if phase is None:
+        _blocking_call()  # the kit's own work between calls: not watched
+        await anyio.sleep(0.02)
+        return
+    async with watch.watching(phase):
+        await anyio.sleep(0.01)
+        if blocking:
+            _blocking_call()
+        await anyio.sleep(0.01)
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_the_loop_watch_sees_a_stall_and_names_where_it_was_blocked(backend: str) -> None:
+    async def main() -> LoopWatch:
+        watch = LoopWatch(own_modules=(__name__.split(".")[0],))
+        async with anyio.create_task_group() as group:
+            await group.start(watch.run)
+            await _watched(watch, "a quiet call", blocking=False)
+            await _watched(watch, None, blocking=True)
+            await _watched(watch, "a blocking call", blocking=True)
+            group.cancel_scope.cancel()
+        return watch
+
+    watch = anyio.run(main, backend=backend)
+    assert [stall.phase for stall in watch.stalls] == ["a blocking call"], watch.stalls
+    stall = watch.stalls[0]
+    assert 0.1 <= stall.seconds < 1.0
+    assert stall.where is not None and stall.where.function == "_blocking_call"
+    assert "test_units.py" in stall.location() and "time.sleep(0.15)" in stall.location()
+
+
+def test_the_loop_watch_ignores_an_idle_loop_and_imports() -> None:
+    """A loop idle in its own wait (the machine was busy) or importing on first use is not the module's stall."""
+    watch = LoopWatch(own_modules=("tests",))
+
+    def sample(*frames: tuple[str, str]) -> Sample:
+        return Sample(0.0, "p", tuple(Frame(module, f"{module}.py", 1, function) for module, function in frames))
+
+    idle = sample(("selectors", "select"))
+    importing = sample(("x", "f"), ("tests.m", "g"), ("importlib._bootstrap", "_find_and_load"))
+    own = sample(("ssl", "load"), ("tests.m", "g"))
+    assert watch._locate(idle) is None and watch._locate(importing) is None
+    located = watch._locate(own)
+    assert located is not None and located[0].module == "ssl" and located[1].module == "tests.m"
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+@pytest.mark.parametrize("ending", ["eof", "reset"])
+def test_the_relay_ends_a_connection_as_told(backend: str, ending: str) -> None:
+    """EOF is a read of b"" (no reset follows), a reset raises; new connections are refused. Every time."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            while data := connection.recv(100):
+                connection.sendall(data)
+
+    async def main() -> tuple[object, object, object]:
+        token = CLIENT_SIDE.set(True)
+        try:
+            with intercepting(threading.get_ident()) as relay:
+                stream = await anyio.connect_tcp("127.0.0.1", port)
+                await stream.send(b"ping")
+                assert await stream.receive() == b"ping"
+                addresses = relay.cut(ending)
+                endings = wait_for_endings(addresses)
+                try:
+                    await stream.send(b"again")
+                    after: object = await stream.receive()
+                except (anyio.EndOfStream, anyio.BrokenResourceError, OSError) as exc:
+                    after = type(exc)
+                try:
+                    await anyio.connect_tcp("127.0.0.1", port)
+                    reconnect: object = "connected"
+                except OSError as exc:
+                    reconnect = type(exc)
+                await stream.aclose()
+            return endings, after, reconnect
+        finally:
+            CLIENT_SIDE.reset(token)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        endings, after, reconnect = anyio.run(main, backend=backend)
+    finally:
+        server.close()
+        thread.join(5)
+    assert list(endings.values()) == [ending]  # type: ignore[attr-defined]
+    assert after is (anyio.EndOfStream if ending == "eof" else anyio.BrokenResourceError)
+    assert reconnect != "connected" and issubclass(reconnect, OSError)  # type: ignore[arg-type]
+    assert "connect" not in socket.socket.__dict__  # connect() is the stdlib's again
+
+
+def test_the_relay_leaves_the_modules_own_connections_alone() -> None:
+    """In the loop's thread, only the client's side (CLIENT_SIDE) is relayed; other threads always are."""
+    server = socket.create_server(("127.0.0.1", 0))
+    try:
+        with intercepting(threading.get_ident()) as relay:
+            socket.create_connection(server.getsockname()).close()  # the loop's thread, not the client's side
+            assert relay.connections == 0
+            worker = threading.Thread(target=lambda: socket.create_connection(server.getsockname()).close())
+            worker.start()
+            worker.join(5)
+            deadline = time.monotonic() + 2
+            while relay.connections == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert relay.connections == 1
+    finally:
+        server.close()
+
+
+def test_needs_trio_recognises_trio_only_code_under_asyncio() -> None:
+    async def trio_code() -> None:
+        async with trio.open_nursery():
+            pass
+
+    async def main() -> BaseException | None:
+        try:
+            await trio_code()
+        except BaseException as exc:  # what trio raises outside trio varies: AttributeError here
+            return exc
+        return None
+
+    error = asyncio.run(main())
+    assert error is not None and needs_trio(error), error
+    assert not needs_trio(RuntimeError("something else"))
+
+
+def test_the_kits_start_up_limit_is_the_packages_own_server_wait() -> None:
+    """A server that starts within the package's own wait (and so runs on Grain) passes the kit at its defaults."""
+    package = TEMPLATE / "{{cookiecutter.package_name}}"
+    waits = {
+        float(match.group(1))
+        for path in package.rglob("*.py")
+        for match in re.finditer(r"^DEFAULT_STARTUP_TIMEOUT = ([0-9.]+)$", path.read_text(), re.M)
+    }
+    assert waits == {DEFAULT_STARTUP_TIMEOUT} == {60.0}
+
+
+def test_could_not_judge_reads_as_one_line() -> None:
+    text = str(CouldNotJudge(10, "the client made no TCP connection\n  the kit could see"))
+    assert text == "the kit could not judge Rule 10: the client made no TCP connection the kit could see"
 
 
 def test_rules_are_twelve_and_violations_say_rule_and_fix() -> None:

@@ -2,77 +2,80 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib
+import sys
+import time
 from typing import Any
 
-import anyio
 import pytest
-from sworker_conformance import checks
-from sworker_conformance.observation import observe, observe_dead_server
-from sworker_conformance.rules import ContractViolation
+from sworker_conformance.judge import Judge
+from sworker_conformance.observation import Portability
+from sworker_conformance.rules import ContractViolation, CouldNotJudge
 from sworker_conformance.target import Target
 
 from .corpus import Case
 
 #: Small limits, so that broken modules fail fast.
-STARTUP_TIMEOUT = 1.5
+STARTUP_TIMEOUT = 3.0
 CLEANUP_LIMIT = 1.0
+CALL_TIMEOUT = 3.0
 CAPACITY = 4
+RUN_RULES = range(2, 12)
+#: Corpus modules are imported afresh for each verdict; the shared parts (and what they hold) are not.
+FRESH = "tests.kit.sworkers."
+KEPT = {f"{FRESH}_parts"}
 
 
-def target_for(case: Case) -> Target:
+def target_for(case: Case, **limits: Any) -> Target:
     return Target(
         module_name=case.dotted,
-        capacity=CAPACITY,
+        capacity=case.capacity or CAPACITY,
         probe_name=case.probe,
         environment_name=case.environment,
         config_path=case.config_path,
-        startup_timeout=STARTUP_TIMEOUT,
-        cleanup_limit=CLEANUP_LIMIT,
+        startup_timeout=limits.get("startup_timeout", STARTUP_TIMEOUT),
+        cleanup_limit=limits.get("cleanup_limit", CLEANUP_LIMIT),
+        call_timeout=limits.get("call_timeout", CALL_TIMEOUT),
     )
 
 
-def judge(case: Case, backend: str = "trio") -> dict[int, str]:
-    """Rule number -> "pass", "skip: ...", "Rule N: ..." (a violation) or "error: ..." (anything else)."""
-    target = target_for(case)
-    if case.config:  # a config snippet: the module itself is judged by its own case
-        return _judge_static(target)
-    with target.environment():
-        try:
-            importlib.import_module(target.module_name)
-        except Exception as exc:  # pragma: no cover - the corpus imports
-            raise AssertionError(f"{target.module_name} does not import: {exc!r}") from exc
-        observation, dead = anyio.run(_observe_both, target, backend=backend)
-    runs: dict[int, Any] = {
-        1: lambda: checks.check_config(target),
-        2: lambda: (checks.check_signatures(target), checks.check_entry_points_enter(observation)),
-        3: lambda: checks.check_yielded_name(target, observation),
-        4: lambda: checks.check_fields_survive_msgpack(observation),
-        5: lambda: checks.check_context_accepts_fields(observation),
-        6: lambda: checks.check_cleanup(target, observation),
-        7: lambda: checks.check_event_loop_friendly(target, observation),
-        8: lambda: checks.check_concurrent_clients(target, observation),
-        9: lambda: checks.check_startup_bounded(observation),
-        10: lambda: checks.check_dead_server_raises(target, dead),
-        11: lambda: checks.check_no_credentials(observation),
-        12: lambda: checks.check_config_snippet(target),
-    }
-    return {rule: _verdict(run) for rule, run in runs.items()}
+def judge(case: Case, loops: tuple[str, ...] = ("trio",), **limits: Any) -> dict[int, str]:
+    """Rule number -> "pass", "skip: ...", "Rule N: ..." (a violation), "portability: ..." or "error: ...".
 
-
-def _judge_static(target: Target) -> dict[int, str]:
-    verdicts = {}
-    for rule, run in ((1, checks.check_config), (2, checks.check_signatures), (12, checks.check_config_snippet)):
-        verdicts[rule] = _verdict(lambda run=run: run(target))
+    With several ``loops``, the verdict of each rule under each loop, keyed ``(rule, loop)`` after the first.
+    """
+    verdicts, _ = judge_timed(case, loops, **limits)
     return verdicts
+
+
+def judge_timed(case: Case, loops: tuple[str, ...] = ("trio",), **limits: Any) -> tuple[dict[Any, str], float]:
+    """``judge``, and how long the whole verdict took (environment included)."""
+    target = target_for(case, **limits)
+    started = time.monotonic()
+    if case.config:  # a config snippet: the module itself is judged by its own case
+        verdicts = {rule: _verdict(lambda rule=rule: Judge(target).verdict(rule)) for rule in (1, 2, 12)}
+        return verdicts, time.monotonic() - started
+    for name in list(sys.modules):  # a fresh import, inside this case's environment (settings read at import)
+        if (name.startswith(FRESH) and name not in KEPT) or name == target.module_name:
+            del sys.modules[name]
+    with target.environment():
+        referee = Judge(target)
+        verdicts: dict[Any, str] = {1: _verdict(lambda: referee.verdict(1)), 12: _verdict(lambda: referee.verdict(12))}
+        for loop in loops:
+            for rule in RUN_RULES:
+                key = rule if loop == loops[0] else (rule, loop)
+                verdicts[key] = _verdict(lambda rule=rule, loop=loop: referee.verdict(rule, loop))
+    return verdicts, time.monotonic() - started
 
 
 def _verdict(run: Any) -> str:
     try:
         run()
     except ContractViolation as violation:
-        return f"Rule {violation.rule.number}: {violation.observed}"
+        return f"Rule {violation.rule.number}: {violation.observed} Fix: {violation.fix}"
+    except CouldNotJudge as unjudged:
+        return f"{'error' if unjudged.blocking else 'skip'}: {unjudged}"
+    except Portability as finding:
+        return f"portability: {finding}"
     except pytest.skip.Exception as skip:
         return f"skip: {skip.msg}"
     except BaseException as exc:
@@ -80,11 +83,5 @@ def _verdict(run: Any) -> str:
     return "pass"
 
 
-async def _observe_both(target: Target) -> tuple[Any, Any]:
-    with contextlib.suppress(Exception):
-        target.module  # noqa: B018  (import errors are rule 1's business)
-    return await observe(target), await observe_dead_server(target)
-
-
-def failing(verdicts: dict[int, str]) -> dict[int, str]:
-    return {rule: text for rule, text in verdicts.items() if not text.startswith(("pass", "skip"))}
+def failing(verdicts: dict[Any, str]) -> dict[Any, str]:
+    return {rule: text for rule, text in verdicts.items() if not text.startswith(("pass", "skip", "portability"))}

@@ -33,6 +33,8 @@ TOKEN = "kit-token-0123456789abcdef"
 TAG_ENV = "KIT_RUN_TAG"
 STARTUP_TIMEOUT = 10.0
 STOP_GRACE = 2.0
+#: Sockets the leaky corpus modules never close (the tests close them afterwards).
+LEAKED: list[socket.socket] = []
 
 
 def free_port() -> int:
@@ -42,21 +44,27 @@ def free_port() -> int:
         return port
 
 
-def server_command(port: int, *, silent: bool = False, delay: float = 0.0) -> list[str]:
+def server_command(
+    port: int, *, silent: bool = False, delay: float = 0.0, start_delay: float = 0.0, one_job: bool = False
+) -> list[str]:
     command = [sys.executable, str(ECHO_SERVER), "--host", HOST, "--port", str(port)]
     if silent:
         command.append("--silent")
     if delay:
         command += ["--delay", str(delay)]
+    if start_delay:
+        command += ["--start-delay", str(start_delay)]
+    if one_job:
+        command.append("--one-job")
     if tag := os.environ.get(TAG_ENV):
         command += ["--tag", tag]
     return command
 
 
-async def start_server(port: int, *, silent: bool = False) -> Process:
-    """The echo server as a child process in a session of its own."""
+async def start_server(port: int, **options: Any) -> Process:
+    """The echo server as a child process in a session of its own (``options``: see ``server_command``)."""
     return await anyio.open_process(
-        server_command(port, silent=silent),
+        server_command(port, **options),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -88,10 +96,10 @@ async def wait_listening(process: Process, port: int, seconds: float = STARTUP_T
 
 
 @asynccontextmanager
-async def running_echo_server() -> AsyncIterator[int]:
+async def running_echo_server(**options: Any) -> AsyncIterator[int]:
     """The good server lifecycle, yielding the port: free port, start, bounded readiness; stopped in finally."""
     port = free_port()
-    process = await start_server(port)
+    process = await start_server(port, **options)
     try:
         await wait_listening(process, port)
         yield port
@@ -120,14 +128,26 @@ def _signal_group(pid: int, signum: int) -> None:
 class EchoClient:
     """One connection to the echo server; the good form takes a lock and raises on EOF.
 
-    The keyword switches exist for the broken modules, each of which turns one off.
+    The keyword switches exist for the broken modules, each of which turns one off
+    or adds one fault.
     """
 
-    def __init__(self, stream: ByteStream, *, lock: bool = True, eof_raises: bool = True, blocking: float = 0.0):
+    def __init__(
+        self,
+        stream: ByteStream,
+        *,
+        lock: bool = True,
+        eof_raises: bool = True,
+        blocking: float = 0.0,
+        block_after_reply: float = 0.0,
+        swallow_reset: bool = False,
+    ):
         self._stream = stream
         self._lock = anyio.Lock() if lock else None
         self._eof_raises = eof_raises
         self._blocking = blocking
+        self._block_after_reply = block_after_reply
+        self._swallow_reset = swallow_reset
         self._buffer = b""
 
     @classmethod
@@ -142,18 +162,37 @@ class EchoClient:
         async with self._lock:
             return await self._exchange(x)
 
-    async def _exchange(self, x: Any) -> Any:
-        if self._blocking:
-            time.sleep(self._blocking)  # noqa: ASYNC251  (the broken form: blocks the event loop)
-        await self._stream.send(json.dumps({"x": x}).encode() + b"\n")
+    async def request(self, message: dict[str, Any]) -> dict[str, Any]:
+        """One JSON-lines request and its reply (no lock: the caller holds what it needs)."""
+        await self._stream.send(json.dumps(message).encode() + b"\n")
         while b"\n" not in self._buffer:
             try:
                 self._buffer += await self._stream.receive()
             except anyio.EndOfStream:
-                if not self._eof_raises:
-                    return ""  # the broken form: EOF taken for an (empty) answer
                 raise ConnectionError("the echo server closed the connection") from None
         line, _, self._buffer = self._buffer.partition(b"\n")
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    async def _exchange(self, x: Any) -> Any:
+        if self._blocking:
+            time.sleep(self._blocking)  # noqa: ASYNC251  (the broken form: blocks the event loop)
+        try:
+            await self._stream.send(json.dumps({"x": x}).encode() + b"\n")
+            while b"\n" not in self._buffer:
+                try:
+                    self._buffer += await self._stream.receive()
+                except anyio.EndOfStream:
+                    if not self._eof_raises:
+                        return ""  # the broken form: EOF taken for an (empty) answer
+                    raise ConnectionError("the echo server closed the connection") from None
+        except (anyio.BrokenResourceError, ConnectionResetError):
+            if self._swallow_reset:
+                return ""  # the broken form: a reset connection answered with a default
+            raise
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        if self._block_after_reply:
+            time.sleep(self._block_after_reply)  # noqa: ASYNC251  (the broken form: sync work per reply)
         return json.loads(line)["result"]
 
     async def aclose(self) -> None:
@@ -189,30 +228,44 @@ async def probe(client: EchoClient, variant: int = 0) -> Any:
 
 
 @contextmanager
-def echo_service(delay: float = 0.0) -> Iterator[dict[str, str]]:
+def echo_service(delay: float = 0.0, **options: Any) -> Iterator[dict[str, str]]:
     """The echo server as a stand-alone service (what a backendless module talks to)."""
     port = free_port()
     process = subprocess.Popen(
-        server_command(port, delay=delay),
+        server_command(port, delay=delay, **options),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while True:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError("the echo service did not start")
-            try:
-                socket.create_connection((HOST, port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.01)
+        wait_listening_blocking(port, process.poll)
         yield {ADDRESS_ENV: f"{HOST}:{port}"}
     finally:
         _signal_group(process.pid, signal.SIGKILL)
         process.wait()
+
+
+def wait_listening_blocking(port: int, exited: Any = lambda: None, seconds: float = STARTUP_TIMEOUT) -> None:
+    """Readiness for sync code (a service, or a server watched from a thread): bounded, raises if it exits."""
+    deadline = time.monotonic() + seconds
+    while True:
+        if exited() is not None:
+            raise RuntimeError("the echo server exited before listening")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the echo server did not listen on {HOST}:{port} within {seconds:g} s")
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.01)
+
+
+@contextmanager
+def one_job_service() -> Iterator[dict[str, str]]:
+    """An echo service that runs one job at a time (submit, then fetch the result)."""
+    with echo_service(one_job=True) as env:
+        yield env
 
 
 @contextmanager

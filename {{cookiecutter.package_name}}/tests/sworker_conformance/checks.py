@@ -1,9 +1,11 @@
-"""The checks, one per contract rule (numbered as in the README), each raising ContractViolation.
+"""The checks, one per contract rule (numbered as in the README).
 
 Rules 1, 2 and 12 are read off the module and the config. The others judge an
-``Observation`` (one Grain-like run per event loop, see observation.py): a
-stage that failed is reported by the rule it broke, and the checks that
-needed it are skipped, naming that rule.
+``Observation`` (one Grain-like run per event loop, see observation.py). Each
+check ends in one of three ways: it returns (the rule holds), it raises
+``ContractViolation`` ("Rule N (...) is broken: ... Fix: ..."), or it raises
+``CouldNotJudge`` ("the kit could not judge Rule N: <one line>"), e.g. because
+another rule failed first or the module made nothing to observe.
 """
 
 from __future__ import annotations
@@ -12,15 +14,23 @@ import importlib
 import inspect
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-import pytest
-
-from .instance import ProbeFailed, describe
-from .observation import DeadServerObservation, Observation
-from .rules import ContractViolation
+from .instance import describe
+from .observation import (
+    DEAD_CALL_LIMIT,
+    ENDING_TEXT,
+    FIRST_CALL_PHASE,
+    START_PHASE,
+    Observation,
+    Portability,
+    Record,
+)
+from .rules import ContractViolation, CouldNotJudge
 from .target import Target, read_worker_config
+from .watch import Stall
 
 CONFIG_KEYS = frozenset({"BACKENDLESS"})
 SWORKER_RESOURCES = frozenset({"Capacity", "Memory", "WTime"})
@@ -31,41 +41,59 @@ KNOWN_TOKEN = re.compile(
 )
 MIN_SECRET_LENGTH = 8
 NO_PROBE = (
-    "needs a probe: an async function probe(client) that makes one representative call; name it with "
+    "it needs a probe: an async function probe(client) that makes one representative call; name it with "
     "--sworker-probe module:function (or sworker_probe in the pytest config)"
 )
-
-
-def _stage_errors(observation: Observation) -> list[AssertionError]:
-    stages = (
-        observation.start_error,
-        observation.yield_error,
-        observation.second_error,
-        observation.fields_error,
-        observation.context_error,
-        observation.probe_error,
-    )
-    return [error for error in stages if error is not None]
-
-
-def _raise_own(observation: Observation, rule: int, *, unclaimed: bool = False) -> None:
-    """Raise a stage error that broke ``rule`` (with ``unclaimed``, also errors of no judged rule)."""
-    for error in _stage_errors(observation):
-        number = error.rule.number if isinstance(error, ContractViolation) else None
-        if number == rule or (unclaimed and number is None and not isinstance(error, ProbeFailed)):
-            raise error
-
-
-def _blocked(error: AssertionError | None) -> None:
-    if error is None:
-        return
-    if isinstance(error, ContractViolation):
-        pytest.skip(f"not checked: rule {error.rule.number} failed first ({error.observed[:160]})")
-    raise error  # a probe that fails on a healthy instance: the check cannot say anything
+#: A stall this long in every watched call, at the same place, is a blocking call per request.
+STEADY_STALL = 0.02
 
 
 def _violation(rule: int, observed: str, fix: str | None = None) -> NoReturn:
     raise ContractViolation(rule, observed, fix)
+
+
+def _first_failed(obs: Observation, rule: int, *errors: AssertionError | None) -> None:
+    """Raise the first of ``errors`` if it broke ``rule``; if it broke another rule, say the kit could not judge."""
+    for error in errors:
+        if error is None:
+            continue
+        if isinstance(error, Portability):
+            raise error
+        if isinstance(error, ContractViolation):
+            if error.rule.number == rule:
+                raise error
+            raise CouldNotJudge(rule, f"Rule {error.rule.number} failed first ({error.observed[:160]})")
+        if isinstance(error, CouldNotJudge):
+            raise CouldNotJudge(rule, error.reason, blocking=error.blocking)
+        raise CouldNotJudge(rule, describe(error), blocking=True)
+
+
+def _run_happened(obs: Observation, rule: int) -> None:
+    """The run itself: it ran, the kit did not fail, and (under asyncio) the module is not trio-only."""
+    if obs.kit_error:
+        raise CouldNotJudge(rule, f"the kit failed: {obs.kit_error}", blocking=True)
+    if obs.not_run:
+        raise CouldNotJudge(rule, obs.not_run)
+    if obs.portability:
+        raise Portability(
+            f"{obs.portability}. Grain runs trio, so this is portability only; to run under asyncio too, write the "
+            "async code against anyio."
+        )
+
+
+def _stopped_before(obs: Observation, rule: int, what: str) -> NoReturn:
+    stage = obs.abandoned
+    if stage is None:
+        raise CouldNotJudge(rule, f"the run ended before {what}")
+    raise CouldNotJudge(
+        rule,
+        f"the kit stopped waiting for {stage.label} (after {stage.limit:g} s) before {what}; it does not repeat "
+        "a wait it has judged",
+    )
+
+
+def _killed(obs: Observation) -> str:
+    return f"; the kit killed {obs.killed} and moved on" if obs.killed else "; the kit moved on"
 
 
 # Rule 1 ---------------------------------------------------------------------------------------
@@ -111,9 +139,13 @@ def check_signatures(target: Target) -> None:
             _violation(
                 2, f"{name} is {kind}, not an async context manager; Grain enters {name}(...) with 'async with'."
             )
+    try:
+        parameters = inspect.signature(module.grain_run_sworker).parameters.values()
+    except (TypeError, ValueError):
+        return  # no signature to read (a builtin): the run says
     required = [
         parameter.name
-        for parameter in inspect.signature(module.grain_run_sworker).parameters.values()
+        for parameter in parameters
         if parameter.default is parameter.empty
         and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
     ]
@@ -121,30 +153,36 @@ def check_signatures(target: Target) -> None:
         _violation(2, f"grain_run_sworker requires {required}; Grain calls grain_run_sworker() with no arguments.")
 
 
-def check_entry_points_enter(observation: Observation) -> None:
+def check_entry_points_enter(obs: Observation) -> None:
     """Rule 2 at run time: what the calls returned could be entered with ``async with``."""
-    _raise_own(observation, 2)
+    _run_happened(obs, 2)
+    for error in (obs.start_error, obs.context_error):
+        if isinstance(error, ContractViolation) and error.rule.number == 2:
+            raise error
 
 
 # Rule 3 ---------------------------------------------------------------------------------------
 
 
-def check_yielded_name(target: Target, observation: Observation) -> None:
+def check_yielded_name(target: Target, obs: Observation) -> None:
     """The yielded dict's name is usable, and two live server instances have different names."""
-    _raise_own(observation, 3)
-    _blocked(observation.start_error)
-    first, second = observation.instance, observation.second
-    if first is not None and second is not None and first.name == second.name and not target.is_backendless:
+    _run_happened(obs, 3)
+    _first_failed(obs, 3, obs.yield_error, obs.start_error)
+    if obs.abandoned is not None and obs.abandoned.rule == 9:
+        _stopped_before(obs, 3, "anything was yielded")
+    first, second = obs.instance, obs.second
+    if target.is_backendless or first is None or not first.started:
+        return  # one instance per head: Gnaw merges identical backendless names
+    if second is None or not second.started:
+        reason = f"the second instance did not start ({obs.second_error})" if obs.second_error else ""
+        raise CouldNotJudge(3, f"name uniqueness needs two live instances; {reason or 'there was only one'}")
+    if first.name == second.name:
         try:
             check_config(target)
         except ContractViolation as violation:
-            pytest.skip(
-                "name uniqueness not checked: rule 1 failed first, so the variant is unclear "
-                f"({violation.observed[:160]})"
-            )
-    if target.is_backendless or first is None or second is None:
-        return  # one instance per head: Gnaw merges identical backendless names
-    if first.name == second.name:
+            raise CouldNotJudge(
+                3, f"Rule 1 failed first, so the variant is unclear ({violation.observed[:160]})"
+            ) from None
         _violation(
             3,
             f"two live instances both yielded the name {first.name!r}; under Gnaw the second worker is rejected "
@@ -155,128 +193,284 @@ def check_yielded_name(target: Target, observation: Observation) -> None:
 # Rule 4 ---------------------------------------------------------------------------------------
 
 
-def check_fields_survive_msgpack(observation: Observation) -> None:
-    _raise_own(observation, 4)
-    _blocked(observation.start_error or observation.yield_error)
+def check_fields_survive_msgpack(obs: Observation) -> None:
+    _run_happened(obs, 4)
+    _first_failed(obs, 4, obs.fields_error, obs.start_error, obs.yield_error)
+    if obs.fields is None:
+        _stopped_before(obs, 4, "the fields were seen")
 
 
 # Rule 5 ---------------------------------------------------------------------------------------
 
 
-def check_context_accepts_fields(observation: Observation) -> None:
-    _raise_own(observation, 5, unclaimed=True)
-    _blocked(observation.start_error or observation.yield_error or observation.fields_error)
+def check_context_accepts_fields(obs: Observation) -> None:
+    _run_happened(obs, 5)
+    _first_failed(obs, 5, obs.context_error, obs.start_error, obs.yield_error, obs.fields_error)
+    if obs.abandoned is not None and obs.abandoned.rule == 5:
+        _violation(
+            5,
+            f"grain_context(**fields) neither yielded nor raised within {obs.abandoned.limit:g} s, and did not "
+            f"give way to cancellation either{_killed(obs)}; the head would hang.",
+        )
+    if not obs.clients or not obs.clients[0].started:
+        _stopped_before(obs, 5, "grain_context(**fields) started")
 
 
 # Rule 6 ---------------------------------------------------------------------------------------
 
 
-def check_cleanup(target: Target, observation: Observation) -> None:
+def check_cleanup(target: Target, obs: Observation) -> None:
     """Teardown by cancellation leaves no process or listening socket, within the limit."""
-    _raise_own(observation, 6)
-    for instance in (observation.instance, observation.second):
-        if instance is None:
-            continue
-        if instance.leftover:
+    _run_happened(obs, 6)
+    limit = target.cleanup_limit
+    if obs.leftover_description:
+        _violation(
+            6,
+            f"after Grain-style teardown (cancellation), {obs.leftover_description} was still there (the kit has "
+            "killed it); on a cluster that is an orphan on the worker node. Code after a bare yield never runs.",
+        )
+    stage = obs.abandoned
+    blocked = obs.abandoned_stall is not None and obs.abandoned_stall.where is not None
+    if stage is not None and (stage.rule == 6 or (stage.rule == 9 and not blocked)):
+        what = stage.label if stage.rule == 6 else "grain_run_sworker()'s cleanup, once its start-up was cancelled,"
+        _violation(
+            6,
+            f"{what} had not finished {limit:g} s after the kit cancelled it (--sworker-cleanup-limit)"
+            f"{_killed(obs)}. Grain puts no limit on it: the head or the worker waits that long to exit, or forever.",
+        )
+    for record in _records(obs):
+        seconds = record.teardown_seconds
+        if seconds is not None and seconds > limit:
             _violation(
                 6,
-                f"after Grain-style teardown (cancellation), {instance.leftover_description} was still there (the "
-                "kit has killed it); on a cluster that is an orphan on the worker node. Code after a bare yield "
-                "never runs.",
+                f"the teardown of {record.label} took {seconds:.1f} s (limit {limit:g} s, --sworker-cleanup-limit); "
+                "Grain puts no limit on it, so the head or the worker waits that long to exit.",
             )
-        seconds = instance.teardown_seconds or 0.0
-        if seconds > target.cleanup_limit:
-            _violation(
-                6,
-                f"teardown took {seconds:.1f} s (limit {target.cleanup_limit:g} s); Grain puts no limit on it, so "
-                "the head or the worker waits that long to exit.",
-            )
-    _blocked(observation.start_error)
+    if stage is not None:
+        _stopped_before(obs, 6, "the teardown")
+
+
+def _records(obs: Observation) -> list[Record]:
+    return [record for record in (obs.instance, obs.second, *obs.clients) if record is not None]
 
 
 # Rule 7 ---------------------------------------------------------------------------------------
 
 
-def check_event_loop_friendly(target: Target, observation: Observation) -> None:
-    """Runs under trio (asyncio-only code fails there) and calls never stall the loop past the limit."""
-    _raise_own(observation, 7)
-    if target.probe is None:
-        pytest.skip(NO_PROBE)
-    for error in _stage_errors(observation):
-        _blocked(error)
-    stalls = observation.round_stalls
-    if stalls and min(stalls) > target.stall_limit:
+def check_event_loop_friendly(target: Target, obs: Observation) -> None:
+    """Runs under trio (asyncio-only code fails there) and never blocks the event loop while it works."""
+    _run_happened(obs, 7)
+    _first_failed(obs, 7, obs.start_error, obs.context_error)
+    stage, stall = obs.abandoned, obs.abandoned_stall
+    if stage is not None and stall is not None and stall.where is not None and stage.rule in (5, 7, 8, 10):
         _violation(
             7,
-            f"the event loop stalled for {min(stalls) * 1000:.0f} to {max(stalls) * 1000:.0f} ms in each of "
-            f"{len(stalls)} rounds of {target.capacity} probe calls (limit {target.stall_limit * 1000:.0f} ms); "
-            "a blocking call stalls every tasklet on the head.",
+            f"the event loop was blocked for more than {stall.seconds:.1f} s during {stall.phase or stage.label}, "
+            f"{stall.location()}, and never came back{_killed(obs)}.",
+            _stall_fix(stall),
         )
+    starting = [s for s in obs.stalls if s.phase == START_PHASE and s.seconds >= target.start_stall_limit]
+    if starting:
+        worst = max(starting, key=lambda s: s.seconds)
+        _violation(
+            7,
+            f"the event loop was blocked for {worst.seconds * 1000:.0f} ms {START_PHASE}, {worst.location()} "
+            f"(limit {target.start_stall_limit * 1000:.0f} ms once, while the client starts); every tasklet on "
+            "the head stalls meanwhile.",
+            _stall_fix(worst),
+        )
+    if target.probe is None:
+        raise CouldNotJudge(7, NO_PROBE)
+    if obs.calls_skipped:
+        raise CouldNotJudge(7, obs.calls_skipped)
+    if obs.probe_error:
+        raise CouldNotJudge(7, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    if not obs.call_phases:
+        _stopped_before(obs, 7, "the probe calls")
+    calls = [s for s in obs.stalls if s.phase in obs.call_phases]
+    over = [s for s in calls if s.seconds >= target.stall_limit]
+    if over:
+        worst = max(over, key=lambda s: s.seconds)
+        more = f" ({len(over)} stalls over the limit in {len(obs.call_phases)} watched phases)" if len(over) > 1 else ""
+        _violation(
+            7,
+            f"the event loop was blocked for {worst.seconds * 1000:.0f} ms during {worst.phase}, {worst.location()}"
+            f"{more}; the limit is {target.stall_limit * 1000:.0f} ms: a blocked loop stalls every tasklet on "
+            "the head.",
+            _stall_fix(worst),
+        )
+    steady = _steady_block(obs, calls)
+    if steady is not None:
+        low, high, sample, rounds = steady
+        _violation(
+            7,
+            f"in every round of {target.capacity} concurrent probe calls ({rounds} rounds), the event loop was "
+            f"blocked {sample.location()}, {low * 1000:.0f} to {high * 1000:.0f} ms each time: a blocking call per "
+            "request, which stalls every tasklet on the head.",
+            _stall_fix(sample),
+        )
+
+
+def _steady_block(obs: Observation, calls: list[Stall]) -> tuple[float, float, Stall, int] | None:
+    """The same blocking place in every round of calls: (shortest, longest, one stall there, rounds), or None.
+
+    The first call alone is left out: it may block less than a round of V calls (or pay once for
+    something, e.g. an import) without changing what a round shows.
+    """
+    rounds = [phase for phase in obs.call_phases if phase != FIRST_CALL_PHASE]
+    if len(rounds) < 2:
+        return None
+    keyed = [s for s in calls if s.key is not None and s.seconds >= STEADY_STALL and s.phase in rounds]
+    common = None
+    for phase in rounds:
+        keys = {s.key for s in keyed if s.phase == phase}
+        common = keys if common is None else common & keys
+    if not common:
+        return None
+    key = Counter(s.key for s in keyed if s.key in common).most_common(1)[0][0]
+    there = [s for s in keyed if s.key == key]
+    return min(s.seconds for s in there), max(s.seconds for s in there), there[0], len(rounds)
+
+
+def _stall_fix(stall: Stall) -> str:
+    """The fix for the place that blocked the loop."""
+    frames = [frame for frame in (stall.where, stall.caller) if frame is not None]
+    text = " ".join(frame.describe() for frame in frames)
+    if any(frame.module == "ssl" or frame.filename.endswith("/ssl.py") for frame in frames) or re.search(
+        r"Client\(|Session\(|create_default_context|SSLContext", text
+    ):
+        return (
+            "build the client (and its SSL context) once, in grain_context, and share it across calls: a new "
+            "HTTP client or SSL context loads the system's CA certificates, a blocking read, every time it is "
+            "built."
+        )
+    if "time.sleep" in text:
+        return "use 'await anyio.sleep(...)', never time.sleep(...), in async code."
+    return (
+        "make that call async, or move it off the loop with 'await anyio.to_thread.run_sync(...)'; what is done "
+        "once (a token, a client, a config file) belongs in grain_context, not in every call."
+    )
 
 
 # Rule 8 ---------------------------------------------------------------------------------------
 
 
-def check_concurrent_clients(target: Target, observation: Observation) -> None:
+def check_concurrent_clients(target: Target, obs: Observation) -> None:
     """One shared client serves V concurrent probe calls, round after round."""
-    _raise_own(observation, 8)
+    _run_happened(obs, 8)
+    _first_failed(obs, 8, obs.start_error, obs.context_error)
     if target.probe is None:
-        pytest.skip(NO_PROBE)
-    for error in _stage_errors(observation):
-        _blocked(error)
-    for round_number, errors in enumerate(observation.round_errors, start=1):
+        raise CouldNotJudge(8, NO_PROBE)
+    if obs.calls_skipped:
+        raise CouldNotJudge(8, obs.calls_skipped)
+    if obs.probe_error:
+        raise CouldNotJudge(8, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    for number, errors in enumerate(obs.round_errors, start=1):
         if errors:
+            hung = sum(isinstance(error, TimeoutError) for error in errors)
+            seen = (
+                f"{hung} of {target.capacity} concurrent probe calls did not return within {target.call_timeout:g} s"
+                if hung
+                else f"{len(errors)} of {target.capacity} concurrent probe calls on the one shared client failed"
+            )
             _violation(
                 8,
-                f"{len(errors)} of {target.capacity} concurrent probe calls on the one shared client failed "
-                f"(round {round_number}): {describe(errors[0])}; under Grain each failure costs the instance health, "
-                "and after 3 the head drops it and hangs.",
+                f"{seen} (round {number}): {describe(errors[0])}; under Grain each failure costs the instance "
+                "health, and after 3 the head drops it and hangs.",
             )
+    stage = obs.abandoned
+    if stage is not None and stage.rule == 8:
+        _violation(
+            8,
+            f"a round of {target.capacity} concurrent probe calls did not finish and ignored cancellation "
+            f"{_killed(obs)}.",
+        )
+    if len(obs.round_errors) == 0:
+        _stopped_before(obs, 8, "the concurrent calls")
 
 
 # Rule 9 ---------------------------------------------------------------------------------------
 
 
-def check_startup_bounded(observation: Observation) -> None:
+def check_startup_bounded(target: Target, obs: Observation) -> None:
     """grain_run_sworker yielded within the kit's limit, or raised a clear error."""
-    _raise_own(observation, 9)
-    error = observation.start_error
-    if error is not None and (not isinstance(error, ContractViolation) or error.rule.number not in (2, 7)):
-        raise error
+    _run_happened(obs, 9)
+    stage = obs.abandoned
+    if stage is not None and stage.rule == 9:
+        stall = obs.abandoned_stall
+        blocked = f"; the event loop was blocked {stall.location()}" if stall is not None and stall.where else ""
+        _violation(
+            9,
+            f"grain_run_sworker() neither yielded nor raised within {target.startup_timeout:g} s, the kit's "
+            f"start-up limit (--sworker-startup-timeout), nor gave way when cancelled{blocked}{_killed(obs)}; under "
+            "Grain the worker, then the head, would wait with no error anywhere.",
+        )
+    _first_failed(obs, 9, obs.start_error)
+    if obs.instance is None or not obs.instance.started:
+        _stopped_before(obs, 9, "grain_run_sworker() yielded")
 
 
 # Rule 10 --------------------------------------------------------------------------------------
 
 
-def check_dead_server_raises(target: Target, observation: DeadServerObservation) -> None:
-    """After the server stops, the next call raises (and does not hang)."""
+def check_dead_server_raises(target: Target, obs: Observation) -> None:
+    """After the server stops (EOF, then a reset), the next call raises, and does not hang."""
+    _run_happened(obs, 10)
+    _first_failed(obs, 10, obs.start_error, obs.yield_error, obs.fields_error, obs.context_error)
     if target.probe is None:
-        pytest.skip(NO_PROBE)
-    _blocked(observation.blocked_by)
-    if observation.cannot_stop:
-        pytest.skip(
-            "the module started no process and no --sworker-environment runs its service, so the kit cannot stop "
-            "the server; name a context manager that runs it with --sworker-environment module:function"
-        )
-    if observation.hung:
+        raise CouldNotJudge(10, NO_PROBE)
+    if obs.calls_skipped:
+        raise CouldNotJudge(10, obs.calls_skipped)
+    if obs.probe_error:
+        raise CouldNotJudge(10, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    stage = obs.abandoned
+    if stage is not None and stage.rule == 10:
         _violation(
             10,
-            f"after stopping {observation.stopped}, the next call hung instead of raising; nothing in Grain "
-            "checks sworker liveness, so the head would wait forever.",
+            f"{stage.label}, the call neither returned nor raised, and ignored cancellation{_killed(obs)}; "
+            "nothing in Grain checks sworker liveness, so the head would wait forever.",
         )
-    if observation.wrong:
-        _violation(
-            10,
-            f"after stopping {observation.stopped}, the next call returned instead of raising, and the probe "
-            f"found the answer wrong ({observation.wrong[:160]}); a dead server answered as a success gives users "
-            "wrong results.",
-        )
-    if observation.raised is None:
-        _violation(
-            10,
-            f"after stopping {observation.stopped}, the next call returned {observation.returned!r:.80} instead "
-            "of raising; a dead server answered as a success gives users wrong results.",
-        )
+    if obs.dead_skipped:
+        raise CouldNotJudge(10, obs.dead_skipped)
+    skipped = []
+    for ending, result in obs.dead.items():
+        if result.not_judged:
+            skipped.append(f"{ending}: {result.not_judged}")
+            continue
+        happened = f"after the kit ended the client's connection{'s' if result.connections > 1 else ''} as a dead "
+        happened += f"server does ({ENDING_TEXT[ending]})"
+        fix = None
+        if ending == "reset":
+            fix = (
+                "let a reset or lost connection (ConnectionResetError, anyio.BrokenResourceError, httpx.ReadError) "
+                "propagate as an exception: never catch it to return a default or an empty answer."
+            )
+        if result.hung:
+            _violation(
+                10,
+                f"{happened}, the next call hung for {DEAD_CALL_LIMIT:g} s instead of raising; nothing in Grain "
+                "checks sworker liveness, so the head would wait forever.",
+                fix,
+            )
+        if result.wrong:
+            _violation(
+                10,
+                f"{happened}, the next call returned instead of raising, and the probe found the answer wrong "
+                f"({result.wrong[:160]}); on Grain that answer is the tasklet's result: a dead server answered as "
+                "a success.",
+                fix,
+            )
+        if result.returned_normally:
+            _violation(
+                10,
+                f"{happened}, the next call returned {result.returned!r:.80} instead of raising; on Grain that is "
+                "the tasklet's result: a dead server answered as a success.",
+                fix,
+            )
+    if stage is not None and not obs.dead:
+        _stopped_before(obs, 10, "the dead-server scenarios")
+    if skipped and len(skipped) == len(obs.dead):
+        raise CouldNotJudge(10, "; ".join(skipped))
 
 
 # Rule 11 --------------------------------------------------------------------------------------
@@ -330,13 +524,14 @@ def find_long_lived_credential(first: dict[str, Any], second: dict[str, Any] | N
     return None
 
 
-def check_no_credentials(observation: Observation) -> None:
+def check_no_credentials(obs: Observation) -> None:
     """No long-lived credential in the fields; an ephemeral per-instance secret passes."""
-    _raise_own(observation, 11)
-    _blocked(observation.start_error or observation.yield_error)
-    assert observation.instance is not None
-    second = observation.second.fields if observation.second else None
-    reason = find_long_lived_credential(observation.instance.fields, second)
+    _run_happened(obs, 11)
+    _first_failed(obs, 11, obs.start_error, obs.yield_error)
+    if obs.instance is None or not obs.instance.started:
+        _stopped_before(obs, 11, "anything was yielded")
+    second = obs.second.fields if obs.second is not None and obs.second.started else None
+    reason = find_long_lived_credential(obs.instance.fields, second)
     if reason:
         _violation(
             11,
@@ -352,10 +547,12 @@ def check_config_snippet(target: Target) -> None:
     """The [worker] section names the module by dotted name and asks only sworker resources."""
     config = read_worker_config(target.config_path) if target.config_path else None
     if config is None:
-        pytest.skip("no Grain config with a [worker] specialized_type to check; name one with --sworker-config")
+        raise CouldNotJudge(
+            12, "there is no Grain config with a [worker] specialized_type; name one with --sworker-config"
+        )
     stype = config.specialized_type
     if stype != target.module_name and not stype.endswith(".py"):
-        pytest.skip(f"{config.path} configures {stype!r}, not {target.module_name!r}")
+        raise CouldNotJudge(12, f"{config.path} configures {stype!r}, not {target.module_name!r}")
     if stype.endswith(".py") or "/" in stype:
         _violation(
             12,

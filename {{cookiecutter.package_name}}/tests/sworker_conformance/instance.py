@@ -1,9 +1,12 @@
-"""Drive a sworker module the way Grain 0.17 does.
+"""Drive a sworker module the way Grain 0.17 does: the building blocks, and a harness for tests.
 
 ``grain_run_sworker()`` is entered in a task of its own and parked until it is
 cancelled (grain.util.as_daemon); ``name`` is popped and the other fields go
 through msgpack (worker -> Gnaw -> head); ``grain_context(**fields)`` is entered
-in another task, also torn down by cancellation.
+in another task, also torn down by cancellation. ``running_instance`` and
+``running_client`` do that inside the caller's event loop, for a package's own
+async tests (e.g. its tasklet on the shared client); the kit's checks make
+their bounded runs in threads of their own (observation.py).
 """
 
 from __future__ import annotations
@@ -64,11 +67,32 @@ def needs_asyncio(exc: BaseException) -> bool:
 
 
 def needs_trio(exc: BaseException) -> bool:
-    """Whether ``exc`` is what trio-only code raises under asyncio."""
+    """Whether ``exc`` is what trio-only code raises under asyncio.
+
+    trio's own functions, outside a trio run, fail in many ways: ``RuntimeError: must be
+    called from async context``, ``AttributeError: 'RunContext' object has no attribute
+    'runner'``, a bad yield to asyncio. What they share is where they were raised: in trio.
+    """
     for error in _walk(exc):
-        if type(error).__module__.startswith("trio") or "must be called from async context" in str(error):
+        text = str(error)
+        if type(error).__module__.startswith("trio") or "must be called from async context" in text:
+            return True
+        if "trio" in text and "bad yield" in text:
+            return True
+        if _raised_in(error, "trio"):
             return True
     return False
+
+
+def _raised_in(error: BaseException, package: str) -> bool:
+    """Whether the innermost frame of ``error``'s traceback is in ``package``."""
+    traceback = error.__traceback__
+    if traceback is None:
+        return False
+    while traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    module = str(traceback.tb_frame.f_globals.get("__name__", ""))
+    return module == package or module.startswith(package + ".")
 
 
 def _walk(exc: BaseException) -> Iterator[BaseException]:
@@ -111,14 +135,16 @@ def first_violation(exc: BaseException) -> ContractViolation | None:
 
 
 def describe(exc: BaseException) -> str:
-    """``Type: message`` of the innermost meaningful exception (groups unwrapped)."""
+    """``Type: message`` of the innermost meaningful exception (groups unwrapped), on one line."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
         exc = exc.exceptions[0]
     if isinstance(exc, BaseExceptionGroup):
-        return "; ".join(describe(inner) for inner in exc.exceptions)
-    text = str(exc).strip().replace("\n", " ")
-    if len(text) > 400:
-        text = text[:400] + "..."
+        return "; ".join(describe(inner) for inner in exc.exceptions[:3])
+    text = " ".join(str(exc).split())
+    if not text and exc.__cause__ is not None:
+        return f"{type(exc).__name__} (from {describe(exc.__cause__)})"
+    if len(text) > 300:
+        text = text[:300] + "..."
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
@@ -189,7 +215,7 @@ async def _daemon(factory: Callable[[], AbstractAsyncContextManager[Any]], *, ta
         await anyio.sleep_forever()
 
 
-def _require_no_arguments(module: Any) -> None:
+def require_no_arguments(module: Any) -> None:
     """Rule 2: Grain calls ``grain_run_sworker()`` with no arguments."""
     function = getattr(module, "grain_run_sworker", None)
     if not callable(function):
@@ -213,7 +239,7 @@ async def running_instance(target: Target) -> AsyncIterator[Instance]:
     (child processes, listening sockets) is killed if it is still there.
     """
     module = target.module
-    _require_no_arguments(module)
+    require_no_arguments(module)
     before = Footprint.now()
     started = time.monotonic()
     teardown_started = None

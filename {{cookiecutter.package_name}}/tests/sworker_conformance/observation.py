@@ -1,37 +1,143 @@
-"""One Grain-like run of a sworker module, recorded for the rule checks to judge.
+"""One Grain-like run of a sworker module per event loop, recorded for the rule checks to judge.
 
-Starting servers is what costs time, so each event loop gets one main run
-(two instances, the client, the probe alone and V at once, teardown) and one
-destructive run (the server is killed under a live client). The checks in
-``checks.py`` judge the recordings, one rule each.
+A run (``run_observation``) happens in a thread of its own, with its own event
+loop: the module's instances start (two at once for a server module, as two
+workers would), the client starts and the probe is called alone, then V at once
+for a few rounds while ``LoopWatch`` watches the loop; then the dead-server
+scenarios (EOF, then a reset, each on purpose through the kit's relay); then
+everything is torn down by cancellation, clients first, in one wait each.
+
+Every wait has a limit. Inside the loop, start-up and calls are cancelled at
+theirs; the pytest thread watches each stage's deadline as well, so that a
+teardown that ignores cancellation, or a loop blocked for good, is recorded as
+the violation it is: the kit kills what the module started and moves on
+without that thread. A wait it has judged once is never repeated: the asyncio
+run (portability) skips what overran under trio, and all of a module's runs
+share one time budget: start-up limit + cleanup limit + ``VERDICT_SLACK``.
 """
 
 from __future__ import annotations
 
-import os
-import signal
+import copy
+import inspect
+import threading
 import time
-from contextlib import ExitStack
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
+from anyio.abc import TaskGroup, TaskStatus
 
+from .footprint import Footprint, collect_quietly
 from .instance import (
-    Instance,
     call_probe,
-    current_loop,
+    describe,
+    first_violation,
     msgpack_round_trip,
-    running_client,
-    running_instance,
-    step,
+    needs_asyncio,
+    needs_trio,
+    require_async_cm,
+    require_no_arguments,
 )
+from .relay import CLIENT_SIDE, Relay, redirecting, stop_redirecting, wait_for_endings
 from .rules import ContractViolation
 from .target import Target
+from .watch import LoopWatch, Stall
 
 CONCURRENT_ROUNDS = 3
-DEAD_SERVER_TIMEOUT = 10.0
+#: How long the first call after the server stopped may take to raise (rule 10).
+DEAD_CALL_LIMIT = 5.0
+#: How long past a stage's own limit the pytest thread waits before it stops waiting for the loop.
+GRACE = 0.5
+POLL = 0.02
 GLOB_CHARACTERS = frozenset("*?[]")
+START_PHASE = "while grain_context(**fields) started"
+FIRST_CALL_PHASE = "the first probe call"
+ENDINGS = ("eof", "reset")
+ENDING_TEXT = {
+    "eof": "EOF: the server closed the connection",
+    "reset": "a reset: the connection was reset by the server",
+}
+
+
+class Portability(AssertionError):
+    """What only asyncio shows: trio-only code. Grain runs trio, so this is never a failure."""
+
+
+@dataclass
+class Record:
+    """One context manager the kit entered (an instance, or a client) and what became of it."""
+
+    label: str
+    yielded: Any = None
+    started: bool = False
+    started_in: float | None = None
+    start_error: AssertionError | None = None
+    #: Raised after it yielded (e.g. its server died, or its cleanup failed): recorded, not judged.
+    crash: BaseException | None = None
+    teardown_began: float | None = None
+    exited_at: float | None = None
+
+    @property
+    def name(self) -> Any:
+        return self.yielded.get("name") if isinstance(self.yielded, dict) else None
+
+    @property
+    def fields(self) -> dict[str, Any]:
+        """The fields as yielded, without ``name`` (what Grain sends to the head)."""
+        return {k: v for k, v in self.yielded.items() if k != "name"} if isinstance(self.yielded, dict) else {}
+
+    @property
+    def teardown_seconds(self) -> float | None:
+        if self.teardown_began is None or self.exited_at is None:
+            return None
+        return self.exited_at - self.teardown_began
+
+
+@dataclass
+class DeadEnding:
+    """What the first call did after the kit ended the client's connections with ``ending``."""
+
+    ending: str
+    #: Why this scenario says nothing (no connection to cut, a probe that failed through the relay).
+    not_judged: str = ""
+    connections: int = 0
+    seen: dict[Any, str] = field(default_factory=dict)
+    hung: bool = False
+    returned: Any = None
+    returned_normally: bool = False
+    #: The probe's AssertionError: the call returned, but not the right answer (e.g. "" for EOF).
+    wrong: str = ""
+    raised: BaseException | None = None
+
+    @property
+    def broken(self) -> bool:
+        return not self.not_judged and (self.hung or bool(self.wrong) or self.returned_normally)
+
+
+@dataclass
+class Stage:
+    """What the run is waiting for, until when, and which rule an overrun breaks."""
+
+    label: str
+    deadline: float
+    rule: int | None
+    limit: float
+
+
+@dataclass
+class Plan:
+    """What a run does: the asyncio run leaves out what overran or failed under trio."""
+
+    run: bool = True
+    why_not: str = ""
+    calls: bool = True
+    endings: tuple[str, ...] = ENDINGS
+    #: Why some ending (or every call) is left out.
+    why_fewer: str = ""
 
 
 @dataclass
@@ -39,33 +145,544 @@ class Observation:
     """What one run showed. An ``*_error`` is the violation (or failure) seen at that stage."""
 
     loop: str
-    instance: Instance | None = None
+    not_run: str = ""
+    kit_error: str = ""
+    instance: Record | None = None
+    second: Record | None = None
+    second_skipped: str = ""
     start_error: AssertionError | None = None
+    start_timed_out: bool = False
     yield_error: ContractViolation | None = None
-    second: Instance | None = None
     second_error: AssertionError | None = None
     fields: dict[str, Any] | None = None
     fields_error: ContractViolation | None = None
     context_error: AssertionError | None = None
-    probe_error: AssertionError | None = None
-    #: Per round of V concurrent probe calls: the errors, and the worst event-loop stall.
+    #: Why the probe could not be used on a live instance (one line), if it could not.
+    probe_error: str = ""
+    calls_skipped: str = ""
+    calls_hung: bool = False
+    #: Per round of V concurrent probe calls: the errors.
     round_errors: list[list[BaseException]] = field(default_factory=list)
-    round_stalls: list[float] = field(default_factory=list)
+    #: The phases the loop was watched in, in order (rule 7), and the stalls seen.
+    call_phases: list[str] = field(default_factory=list)
+    stalls: list[Stall] = field(default_factory=list)
+    dead: dict[str, DeadEnding] = field(default_factory=dict)
+    dead_skipped: str = ""
+    clients: list[Record] = field(default_factory=list)
+    leftover_description: str = ""
+    #: The stage the kit stopped waiting for, and what it killed then.
+    abandoned: Stage | None = None
+    abandoned_stall: Stall | None = None
+    killed: str = ""
+    portability: str = ""
+    seconds: float = 0.0
+
+    def snapshot(self) -> Observation:
+        """A copy that the run's thread, if it goes on, no longer changes."""
+        copied = copy.copy(self)
+        for name in ("round_errors", "call_phases", "stalls", "clients"):
+            setattr(copied, name, list(getattr(self, name)))
+        copied.dead = dict(self.dead)
+        return copied
 
 
-@dataclass
-class DeadServerObservation:
-    """What happened to a call after the server was stopped under a live client."""
+class Supervisor:
+    """The stages of a run, shared by its thread (which enters them) and the pytest thread (which watches)."""
 
-    loop: str
-    blocked_by: AssertionError | None = None
-    cannot_stop: bool = False
-    stopped: str = ""
-    hung: bool = False
-    returned: Any = None
-    #: The probe's AssertionError: the call returned, but not the right answer (e.g. "" for EOF).
-    wrong: str = ""
-    raised: BaseException | None = None
+    def __init__(self, budget_deadline: float) -> None:
+        self.budget_deadline = budget_deadline
+        self._stages: list[Stage] = []
+        self.abandoned = False
+        self.watch: LoopWatch | None = None
+        self.relays: list[Relay] = []
+
+    @contextmanager
+    def stage(self, label: str, limit: float, rule: int | None = None, then: float = 0.0) -> Iterator[Stage]:
+        """Wait for ``label`` at most ``limit`` seconds, and ``then`` more for its cleanup once cancelled."""
+        entered = Stage(label, min(time.monotonic() + limit + then + GRACE, self.budget_deadline), rule, limit)
+        self._stages.append(entered)
+        try:
+            yield entered
+        finally:
+            self._stages.remove(entered)
+
+    def overdue(self) -> Stage | None:
+        now = time.monotonic()
+        # A loop blocked for longer than a stage's own limit will not cancel anything: stop waiting then.
+        blocked = now - self.watch.last_beat if self.watch is not None else 0.0
+        for stage in list(self._stages):
+            if now > stage.deadline or blocked > stage.limit + GRACE:
+                return stage
+        if now > self.budget_deadline:
+            return Stage("the kit's time budget for this module", self.budget_deadline, None, 0.0)
+        return None
+
+    def check(self) -> None:
+        """Stop the run's thread at its next step once the pytest thread has stopped waiting for it."""
+        if self.abandoned:
+            raise _Abandoned
+
+
+class _Abandoned(Exception):
+    """The pytest thread moved on: this run's thread stops at its next step."""
+
+
+def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: float) -> Observation:
+    """Run the module once under ``loop`` (in a thread), bounded by its stages and ``budget_deadline``."""
+    observation = Observation(loop)
+    if not plan.run:
+        observation.not_run = plan.why_not
+        return observation
+    supervisor = Supervisor(budget_deadline)
+    before = Footprint.now()
+    failure: list[BaseException] = []
+
+    def main() -> None:
+        try:
+            anyio.run(_observe, target, observation, supervisor, plan, before, backend=loop)
+        except _Abandoned:
+            pass
+        except BaseException as exc:  # a fault of the kit's own: reported, not raised in this thread
+            if not supervisor.abandoned:
+                failure.append(exc)
+
+    started = time.monotonic()
+    # What the module leaks (a server process it never stops, a socket) warns when it is collected,
+    # in the run's thread; the kit reports it as rule 6 instead. The pytest thread only waits meanwhile.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        thread = threading.Thread(target=main, name=f"sworker-kit-{loop}", daemon=True)
+        thread.start()
+        try:
+            while thread.is_alive():
+                thread.join(POLL)
+                overdue = supervisor.overdue()
+                if overdue is not None and thread.is_alive():
+                    observation = _abandon(observation, supervisor, overdue, before)
+                    break
+            else:
+                collect_quietly()
+        except BaseException:  # e.g. Ctrl-C: leave nothing of the module running
+            _abandon(observation, supervisor, Stage("an interrupted run", 0.0, None, 0.0), before)
+            raise
+    if failure:
+        error = failure[0]
+        observation.kit_error = f"{describe(error)}{_where(error)}"
+    observation.seconds = time.monotonic() - started
+    return observation
+
+
+def _abandon(observation: Observation, supervisor: Supervisor, stage: Stage, before: Footprint) -> Observation:
+    """Stop waiting for the run's thread: keep what it saw, kill what the module started."""
+    supervisor.abandoned = True
+    snapshot = observation.snapshot()
+    snapshot.abandoned = stage
+    if supervisor.watch is not None:
+        snapshot.abandoned_stall = supervisor.watch.ongoing()
+        supervisor.watch.stop()
+    for relay in supervisor.relays:
+        stop_redirecting(relay)
+        relay.close()
+    left = Footprint.now().added_since(before)
+    snapshot.killed = left.describe()
+    left.kill()
+    return snapshot
+
+
+def _where(error: BaseException) -> str:
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    if traceback is None:
+        return ""
+    return f" (at {traceback.tb_frame.f_code.co_filename}:{traceback.tb_lineno})"
+
+
+# -- the run, in its own thread and event loop -------------------------------------------------
+
+
+async def _observe(target: Target, obs: Observation, sup: Supervisor, plan: Plan, before: Footprint) -> None:
+    watch = LoopWatch(own_modules=target.own_modules())
+    obs.stalls = watch.stalls
+    sup.watch = watch
+    async with anyio.create_task_group() as kit:
+        await kit.start(watch.run)
+        try:
+            await _run(target, obs, sup, plan, before, watch)
+        finally:
+            for relay in sup.relays:
+                relay.close()
+            kit.cancel_scope.cancel()
+
+
+async def _run(
+    target: Target, obs: Observation, sup: Supervisor, plan: Plan, before: Footprint, watch: LoopWatch
+) -> None:
+    module = target.module
+    backendless = target.is_backendless
+    records = [Record("the instance")] if backendless else [Record("the instance"), Record("a second instance")]
+    obs.instance = records[0]
+    obs.second = None if backendless else records[1]
+    async with _TornDown(sup, "grain_run_sworker()'s teardown", target.cleanup_limit) as workers:
+        await _start(target, obs, sup, workers, records)
+        if obs.start_error is not None or obs.yield_error is not None:
+            return
+        if not backendless:
+            obs.second_error = records[1].start_error
+        if not _fields_usable(target, obs, module):
+            return
+        assert obs.fields is not None
+        try:
+            async with _TornDown(sup, "grain_context(**fields)'s teardown", target.cleanup_limit) as clients:
+                await _client_work(target, obs, sup, plan, clients, watch)
+        finally:
+            for relay in sup.relays:
+                relay.close()  # before the leftover check: the relay's sockets are the kit's
+    sup.check()
+    _leftover(obs, before)
+    if backendless and obs.start_error is None and obs.yield_error is None:
+        await _second_backendless_instance(target, obs, sup)
+
+
+_NOT_STARTED: Any = object()
+
+
+class _TornDown:
+    """A task group of daemons, cancelled on exit; its teardown is a stage with a limit (rule 6)."""
+
+    def __init__(self, sup: Supervisor, label: str, limit: float) -> None:
+        self.sup, self.label, self.limit = sup, label, limit
+        self._group = anyio.create_task_group()
+
+    async def __aenter__(self) -> TaskGroup:
+        return await self._group.__aenter__()
+
+    async def __aexit__(self, *exc_info: Any) -> bool | None:
+        with self.sup.stage(self.label, self.limit, rule=6):
+            self._group.cancel_scope.cancel()
+            return await self._group.__aexit__(*exc_info)
+
+
+async def _daemon(
+    record: Record, factory: Callable[[], AbstractAsyncContextManager[Any]], *, task_status: TaskStatus[Any]
+) -> None:
+    """Enter ``factory()`` as Grain does (util.as_daemon): hand on what it yields, park until cancelled."""
+    try:
+        async with factory() as value:
+            record.yielded = value
+            record.started = True
+            task_status.started(value)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                record.teardown_began = time.monotonic()
+    except anyio.get_cancelled_exc_class():
+        raise
+    except (Exception, BaseExceptionGroup, SystemExit) as exc:
+        if not record.started:
+            raise  # a start-up error: to the caller of group.start()
+        record.crash = exc  # after it yielded: Grain would log it; not the kit's to propagate
+    finally:
+        record.exited_at = time.monotonic()
+
+
+async def _start(target: Target, obs: Observation, sup: Supervisor, workers: TaskGroup, records: list[Record]) -> None:
+    """Start every instance at once (as workers do), within the start-up limit (rule 9)."""
+    module = target.module
+    try:
+        require_no_arguments(module)
+    except ContractViolation as violation:
+        obs.start_error = violation
+        return
+
+    async def start_one(record: Record) -> None:
+        began = time.monotonic()
+
+        def factory() -> AbstractAsyncContextManager[Any]:
+            return require_async_cm(module.grain_run_sworker(), "grain_run_sworker()")
+
+        try:
+            await workers.start(_daemon, record, factory)
+            record.started_in = time.monotonic() - began
+        except anyio.get_cancelled_exc_class():
+            raise
+        except (Exception, BaseExceptionGroup, SystemExit) as exc:
+            record.start_error = _start_failure(exc, "grain_run_sworker() during start-up", 9, obs)
+
+    limit = target.startup_timeout
+    with sup.stage("grain_run_sworker() to start", limit, rule=9, then=target.cleanup_limit):
+        with anyio.move_on_after(limit) as deadline:
+            async with anyio.create_task_group() as starting:
+                for record in records:
+                    starting.start_soon(start_one, record)
+    sup.check()
+    first = records[0]
+    if deadline.cancel_called and not all(record.started for record in records):
+        obs.start_timed_out = True  # whatever it raised once cancelled (often Cancelled, from its own nursery)
+        obs.start_error = ContractViolation(
+            9,
+            f"grain_run_sworker() neither yielded nor raised within {limit:g} s, the kit's start-up limit "
+            "(--sworker-startup-timeout); under Grain the worker, then the head, would wait with no error anywhere.",
+        )
+        return
+    if first.start_error is not None:
+        obs.start_error = first.start_error
+        return
+    try:
+        validate_yield(first.yielded)
+    except ContractViolation as violation:
+        obs.yield_error = violation
+        return
+    for other in records[1:]:
+        if other.started:
+            try:
+                validate_yield(other.yielded)
+            except ContractViolation as violation:
+                obs.yield_error = violation
+
+
+def _start_failure(exc: BaseException, what: str, rule: int, obs: Observation) -> AssertionError:
+    """What an error from the module while it starts means, under the running loop."""
+    violation = first_violation(exc)
+    if violation is not None:
+        return violation
+    if obs.loop == "trio" and needs_asyncio(exc):
+        return ContractViolation(7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}.")
+    if obs.loop == "asyncio" and needs_trio(exc):
+        obs.portability = f"{what} needs trio: under asyncio it raised {describe(exc)}"
+        return Portability(obs.portability)
+    where = "the head would crash" if rule == 5 else "the worker would crash, and the head wait for it with no error"
+    return ContractViolation(rule, f"{what} raised {describe(exc)} (under {obs.loop}); under Grain {where}.")
+
+
+def _fields_usable(target: Target, obs: Observation, module: Any) -> bool:
+    """Rules 4 and 5 before any call: the fields survive msgpack and grain_context accepts them."""
+    assert obs.instance is not None
+    try:
+        obs.fields = fields_after_msgpack(target, obs.instance.fields)
+    except ContractViolation as violation:
+        obs.fields_error = violation
+        return False
+    entry = getattr(module, "grain_context", None)
+    if not callable(entry):
+        obs.context_error = ContractViolation(2, f"{target.module_name} has no callable grain_context; Grain calls it.")
+        return False
+    try:
+        inspect.signature(entry).bind(**obs.fields)
+    except TypeError as exc:
+        obs.context_error = ContractViolation(
+            5,
+            f"grain_context does not accept the yielded fields {sorted(obs.fields)}: {exc}; Grain calls "
+            "grain_context(**fields) and the head crashes with TypeError.",
+        )
+        return False
+    except ValueError:
+        pass  # no signature to read: let the call say
+    return True
+
+
+async def _client_work(
+    target: Target, obs: Observation, sup: Supervisor, plan: Plan, clients: TaskGroup, watch: LoopWatch
+) -> None:
+    client = await _start_client(target, obs, sup, clients, watch, Record("the client"), START_PHASE)
+    if client is _NOT_STARTED or target.probe is None:
+        return
+    await _calls(target, obs, sup, plan, client, watch)
+    if obs.calls_skipped:
+        return
+    if obs.probe_error or obs.calls_hung:
+        obs.dead_skipped = obs.probe_error or "the probe calls did not finish on a live instance"
+        return
+    if not plan.endings:
+        obs.dead_skipped = plan.why_fewer
+    for ending in plan.endings:
+        result = await _dead_server(target, obs, sup, clients, watch, ending)
+        obs.dead[ending] = result
+        if result.broken:
+            break  # Rule 10 is judged: the other ending is not needed
+
+
+async def _start_client(
+    target: Target,
+    obs: Observation,
+    sup: Supervisor,
+    clients: TaskGroup,
+    watch: LoopWatch,
+    record: Record,
+    phase: str | None,
+) -> Any:
+    """Enter grain_context(**fields) in a task of its own, as the head does; ``_NOT_STARTED`` if it did not."""
+    assert obs.fields is not None
+    fields = dict(obs.fields)
+    module = target.module
+
+    def factory() -> AbstractAsyncContextManager[Any]:
+        return require_async_cm(module.grain_context(**fields), "grain_context(**fields)")
+
+    obs.clients.append(record)
+    limit = target.call_timeout
+    client: Any = _NOT_STARTED
+    with sup.stage("grain_context(**fields) to start", limit, rule=5, then=target.cleanup_limit):
+        with anyio.move_on_after(limit) as deadline:
+            try:
+                async with watch.watching(phase) if phase else nullcontext():
+                    client = await clients.start(_daemon, record, factory)
+            except anyio.get_cancelled_exc_class():
+                raise
+            except (Exception, BaseExceptionGroup, SystemExit) as exc:
+                obs.context_error = _start_failure(exc, "grain_context(**fields) while starting", 5, obs)
+    sup.check()
+    if deadline.cancel_called and client is _NOT_STARTED:
+        obs.context_error = ContractViolation(
+            5,
+            f"grain_context(**fields) did not yield within {limit:g} s (--sworker-call-timeout); the head would hang.",
+        )
+    return client
+
+
+async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, client: Any, watch: LoopWatch) -> None:
+    """The probe alone, then V at once for a few rounds, every call watched for stalls (rules 7, 8)."""
+    if not plan.calls:
+        obs.calls_skipped = obs.dead_skipped = plan.why_fewer
+        return
+    obs.call_phases.append(FIRST_CALL_PHASE)
+    with sup.stage(FIRST_CALL_PHASE, target.call_timeout, rule=7):
+        async with watch.watching(FIRST_CALL_PHASE):
+            try:
+                await call_probe(target, client)
+            except TimeoutError:
+                obs.probe_error = f"the probe did not return within {target.call_timeout:g} s (--sworker-call-timeout)"
+                obs.calls_hung = True
+            except (Exception, BaseExceptionGroup, SystemExit) as exc:
+                obs.probe_error = _probe_failure(exc, obs)
+    sup.check()
+    if obs.probe_error:
+        return
+    for number in range(1, CONCURRENT_ROUNDS + 1):
+        phase = f"round {number} of {target.capacity} concurrent probe calls"
+        obs.call_phases.append(phase)
+        with sup.stage(phase, target.call_timeout, rule=8):
+            async with watch.watching(phase):
+                errors = await concurrent_probes(target, client, target.capacity, number)
+        sup.check()
+        obs.round_errors.append(errors)
+        if any(isinstance(error, TimeoutError) for error in errors):
+            obs.calls_hung = True
+            return  # a wait judged once is not repeated
+
+
+def _probe_failure(exc: BaseException, obs: Observation) -> str:
+    if obs.loop == "trio" and needs_asyncio(exc):
+        obs.context_error = ContractViolation(
+            7, f"the probe call needs asyncio: under trio, which Grain runs, it raised {describe(exc)}."
+        )
+        return "the probe call needs asyncio"
+    if obs.loop == "asyncio" and needs_trio(exc):
+        obs.portability = f"the probe call needs trio: under asyncio it raised {describe(exc)}"
+        return obs.portability
+    return f"the probe raised {describe(exc)} on a live instance (under {obs.loop})"
+
+
+async def concurrent_probes(target: Target, client: Any, count: int, round_number: int) -> list[BaseException]:
+    """``count`` probe calls at once on one client; the errors (every call runs to its end)."""
+    errors: list[BaseException] = []
+
+    async def one(variant: int) -> None:
+        try:
+            await call_probe(target, client, variant)
+        except (Exception, BaseExceptionGroup, SystemExit) as exc:
+            errors.append(exc)
+
+    async with anyio.create_task_group() as group:
+        for index in range(count):
+            group.start_soon(one, 1 + round_number * count + index)
+    return errors
+
+
+async def _dead_server(
+    target: Target, obs: Observation, sup: Supervisor, clients: TaskGroup, watch: LoopWatch, ending: str
+) -> DeadEnding:
+    """A fresh client whose connections go through the relay; end them with ``ending``; call once (rule 10)."""
+    result = DeadEnding(ending)
+    relay = Relay().start()
+    sup.relays.append(relay)
+    token = CLIENT_SIDE.set(True)
+    try:
+        with redirecting(relay, loop_thread=threading.get_ident()):
+            record = Record(f"the client for the {ending} scenario")
+            client = await _start_client(target, obs, sup, clients, watch, record, None)
+            if client is _NOT_STARTED:
+                result.not_judged = "grain_context(**fields) did not start a second time"
+                return result
+            with sup.stage(f"the probe before the {ending} scenario", target.call_timeout, rule=None):
+                try:
+                    await call_probe(target, client, 0)
+                except (Exception, BaseExceptionGroup, SystemExit) as exc:
+                    result.not_judged = (
+                        f"the probe raised {describe(exc)} once the kit relayed the client's connections"
+                    )
+                    return result
+            sup.check()
+            if relay.connections == 0 or relay.bytes_from_client == 0:
+                result.not_judged = (
+                    "the client's calls went through no TCP connection that the kit could end (it made none in "
+                    "grain_context or in the call, or a C library made it)"
+                )
+                return result
+            addresses = relay.cut(ending)
+            result.connections = len(addresses)
+            result.seen = await anyio.to_thread.run_sync(wait_for_endings, addresses)
+            if "open" in result.seen.values():  # the ending did not reach the client: not the scenario meant
+                result.not_judged = f"the client's connection did not show the {ending} the kit made within 1 s"
+                return result
+            with sup.stage(f"the first call after {ENDING_TEXT[ending]}", DEAD_CALL_LIMIT, rule=10):
+                with anyio.move_on_after(DEAD_CALL_LIMIT) as deadline:
+                    try:
+                        result.returned = await call_probe(target, client, 1)
+                        result.returned_normally = True
+                    except AssertionError as wrong:
+                        result.wrong = str(wrong) or "the probe rejected the answer"
+                    except (Exception, BaseExceptionGroup, SystemExit) as exc:
+                        result.raised = exc
+                if deadline.cancel_called:
+                    result.hung = True
+                    result.returned_normally = False
+            sup.check()
+    finally:
+        CLIENT_SIDE.reset(token)
+    return result
+
+
+def _leftover(obs: Observation, before: Footprint) -> None:
+    """Rule 6: what the teardown left (child processes, listening sockets); the kit kills it."""
+    left = Footprint.now().added_since(before)
+    if left:
+        obs.leftover_description = left.describe()  # before the kill, while names are known
+        left.kill()
+
+
+async def _second_backendless_instance(target: Target, obs: Observation, sup: Supervisor) -> None:
+    """A second backendless instance, after the first (one per head): are its fields the same (rule 11)?"""
+    spent = obs.instance.started_in if obs.instance and obs.instance.started_in else 0.0
+    teardown = obs.instance.teardown_seconds if obs.instance else None
+    if teardown is None or teardown > target.cleanup_limit or time.monotonic() + 2 * spent + 2 > sup.budget_deadline:
+        obs.second_skipped = "no time left in the kit's budget for a second instance"
+        return
+    before = Footprint.now()
+    record = Record("a second instance")
+    obs.second = record
+    scratch = Observation(obs.loop)
+    async with _TornDown(sup, "the second instance's teardown", target.cleanup_limit) as workers:
+        await _start(target, scratch, sup, workers, [record])
+    sup.check()
+    obs.second_error = scratch.start_error
+    left = Footprint.now().added_since(before)
+    if left and not obs.leftover_description:
+        obs.leftover_description = left.describe()
+    left.kill()
+
+
+# -- checks of what was yielded -----------------------------------------------------------------
 
 
 def validate_yield(yielded: Any) -> None:
@@ -101,8 +718,6 @@ def validate_yield(yielded: Any) -> None:
 
 def fields_after_msgpack(target: Target, fields: dict[str, Any]) -> dict[str, Any]:
     """Rule 4: the fields as grain_context receives them; a violation if any does not survive the trip."""
-    from .instance import describe
-
     for key, value in fields.items():
         try:
             received = msgpack_round_trip({key: value}, target.module_name)
@@ -132,195 +747,3 @@ def _type_changes(sent: Any, got: Any, path: str) -> list[tuple[str, Any, Any]]:
         for index, (a, b) in enumerate(zip(sent, got, strict=False)):
             changes += _type_changes(a, b, f"{path}[{index}]")
     return changes
-
-
-class StallMonitor:
-    """The longest time the event loop took to wake a sleeping task, since the last reset."""
-
-    INTERVAL = 0.005
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-
-    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        task_status.started()
-        while True:
-            before = time.monotonic()
-            await anyio.sleep(self.INTERVAL)
-            self.worst = max(self.worst, time.monotonic() - before - self.INTERVAL)
-
-
-async def concurrent_probes(target: Target, client: Any, count: int, round_number: int) -> list[BaseException]:
-    """``count`` probe calls at once on one client; the errors (every call runs to its end)."""
-    errors: list[BaseException] = []
-
-    async def one(variant: int) -> None:
-        try:
-            await call_probe(target, client, variant)
-        except Exception as exc:
-            errors.append(exc)
-
-    async with anyio.create_task_group() as group:
-        for index in range(count):
-            group.start_soon(one, 1 + round_number * count + index)
-    return errors
-
-
-async def _exercise_client(target: Target, observation: Observation) -> None:
-    """Start the client; call the probe alone, then V at once for a few rounds, watching for stalls."""
-    assert observation.fields is not None
-    try:
-        async with running_client(target, observation.fields) as client:
-            if target.probe is not None:
-                await _probe_rounds(target, client, observation)
-    except AssertionError as failure:
-        observation.context_error = failure
-
-
-async def _probe_rounds(target: Target, client: Any, observation: Observation) -> None:
-    try:
-        with step(None, "the probe, called alone"):
-            await call_probe(target, client)
-    except AssertionError as failure:
-        observation.probe_error = failure
-        return
-    monitor = StallMonitor()
-    async with anyio.create_task_group() as group:
-        await group.start(monitor.run)
-        for round_number in range(CONCURRENT_ROUNDS):
-            monitor.worst = 0.0
-            errors = await concurrent_probes(target, client, target.capacity, round_number)
-            observation.round_errors.append(errors)
-            observation.round_stalls.append(monitor.worst)
-        group.cancel_scope.cancel()
-
-
-async def observe(target: Target) -> Observation:
-    """Run the module as Grain does, once, and record what each stage showed."""
-    import inspect
-
-    observation = Observation(current_loop())
-    try:
-        async with running_instance(target) as instance:
-            observation.instance = instance
-            try:
-                validate_yield(instance.yielded)
-            except ContractViolation as violation:
-                observation.yield_error = violation
-                return observation
-            if not target.is_backendless:
-                await _second_instance(target, observation)
-            try:
-                observation.fields = fields_after_msgpack(target, instance.fields)
-            except ContractViolation as violation:
-                observation.fields_error = violation
-                return observation
-            try:
-                inspect.signature(target.module.grain_context).bind(**observation.fields)
-            except TypeError as exc:
-                observation.context_error = ContractViolation(
-                    5,
-                    f"grain_context does not accept the yielded fields {sorted(observation.fields)}: {exc}; "
-                    "Grain calls grain_context(**fields) and the head crashes with TypeError.",
-                )
-                return observation
-            await _exercise_client(target, observation)
-    except AssertionError as failure:
-        if observation.instance is None:
-            observation.start_error = failure
-        else:
-            observation.context_error = observation.context_error or failure
-    if target.is_backendless and observation.instance and observation.yield_error is None:
-        await _second_instance(target, observation)  # one instance per head: a second one, afterwards
-    return observation
-
-
-async def _second_instance(target: Target, observation: Observation) -> None:
-    try:
-        async with running_instance(target) as second:
-            observation.second = second
-    except AssertionError as failure:
-        observation.second_error = failure
-
-
-async def observe_dead_server(target: Target) -> DeadServerObservation:
-    """Start an instance and its client, stop the server, and see what the next call does."""
-    observation = DeadServerObservation(current_loop())
-    with ExitStack() as service:
-        service.enter_context(target.environment())
-        try:
-            async with running_instance(target) as instance:
-                validate_yield(instance.yielded)
-                fields = fields_after_msgpack(target, instance.fields)
-                async with running_client(target, fields) as client:
-                    with step(None, "the probe, before the server stopped"):
-                        await call_probe(target, client)
-                    if instance.footprint.processes:
-                        observation.stopped = kill_processes(instance.footprint.processes)
-                    elif target.environment_name:
-                        service.close()
-                        observation.stopped = f"the service run by {target.environment_name}"
-                    else:
-                        observation.cannot_stop = True
-                        return observation
-                    try:
-                        with anyio.fail_after(DEAD_SERVER_TIMEOUT):
-                            observation.returned = await call_probe(target, client, 1)
-                    except TimeoutError:
-                        observation.hung = True
-                    except AssertionError as wrong:
-                        observation.wrong = str(wrong) or "the probe rejected the answer"
-                    except Exception as exc:
-                        observation.raised = exc
-        except AssertionError as failure:
-            observation.blocked_by = failure
-    return observation
-
-
-def kill_processes(pids: frozenset[int]) -> str:
-    """SIGKILL each process and its group, and wait until they are gone.
-
-    Unlike ``Footprint.kill`` it never reaps them: the module's own cleanup still waits on its process.
-    """
-    own_group = os.getpgid(0)
-    for pid in pids:
-        try:
-            group = os.getpgid(pid)
-            if group != own_group:  # never the test runner's own group
-                os.killpg(group, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and not all(_gone(pid) for pid in pids):
-        time.sleep(0.01)
-    return f"the server process(es) {sorted(pids)}"
-
-
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except OSError:
-        return True
-
-
-async def observed(target: Target) -> Observation:
-    """The main observation of ``target`` under the running event loop (made once, then reused)."""
-    key = f"main:{current_loop()}"
-    if key not in target.observations:
-        target.observations[key] = await observe(target)
-    result: Observation = target.observations[key]
-    return result
-
-
-async def observed_dead_server(target: Target) -> DeadServerObservation:
-    """The dead-server observation of ``target`` under the running event loop (made once)."""
-    key = f"dead:{current_loop()}"
-    if key not in target.observations:
-        target.observations[key] = await observe_dead_server(target)
-    result: DeadServerObservation = target.observations[key]
-    return result

@@ -1,36 +1,46 @@
-"""The kit as a pytest plugin: options, the target fixture, trio runs, readable reports.
+"""The kit as a pytest plugin: options, the target and judge fixtures, readable one-line reports.
 
-Every lifecycle check runs twice: under asyncio (through pytest-asyncio) and
-under trio (run here, in a thread with a deadline so that a teardown that never
-ends fails instead of hanging the suite). Grain runs trio only, so a failure
-under asyncio is reported as a portability finding, never as a failure.
+Every lifecycle check is judged on two runs of the module: under trio (what
+Grain runs: a failure there is a failure) and under asyncio (portability: a
+failure there is reported, never failed). Each run happens in a thread of its
+own with its own event loop, so that the kit can stop waiting for it (see
+observation.py). A report is one line: "Rule N (...) is broken: ... Fix: ..."
+or "the kit could not judge Rule N: ...", never a traceback.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 import threading
 from collections.abc import Callable, Generator, Iterator, Mapping
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
-from .instance import ProbeFailed, describe, first_violation
-from .target import Target, read_worker_config
+from .instance import describe
+from .judge import Judge
+from .observation import Portability
+from .rules import ContractViolation, CouldNotJudge
+from .target import DEFAULT_CALL_TIMEOUT, DEFAULT_CLEANUP_LIMIT, DEFAULT_STARTUP_TIMEOUT, Target, read_worker_config
 
-#: Parametrize an ``async def`` test with this to run it under asyncio (portability) and trio (Grain).
+#: Parametrize an ``async def`` test with this to run it under asyncio and trio (for a package's own tests).
 LOOPS = [
     pytest.param("asyncio", marks=pytest.mark.asyncio, id="asyncio"),
     pytest.param("trio", marks=pytest.mark.sworker_trio, id="trio"),
 ]
+#: The event loops the kit's own checks judge, trio (Grain's) first.
+KIT_LOOPS = ["trio", "asyncio"]
 TRIO_DEADLINE = 180.0
 DEFAULT_FOREIGN_CAPACITY = 4
+RULE_OF_TEST = re.compile(r"test_rule_(\d+)_")
 
-_asyncio_outcomes: dict[str, str | None] = {}
 _trio_failed: set[str] = set()
 _portability: list[tuple[str, str, str]] = []
+_judges: list[Judge] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -59,10 +69,21 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--sworker-startup-timeout",
         type=float,
-        default=30.0,
-        help="seconds grain_run_sworker may take to yield (rule 9)",
+        default=DEFAULT_STARTUP_TIMEOUT,
+        help=f"seconds grain_run_sworker may take to yield (rule 9; default {DEFAULT_STARTUP_TIMEOUT:g})",
     )
-    group.addoption("--sworker-cleanup-limit", type=float, default=10.0, help="seconds teardown may take (rule 6)")
+    group.addoption(
+        "--sworker-cleanup-limit",
+        type=float,
+        default=DEFAULT_CLEANUP_LIMIT,
+        help=f"seconds each teardown may take (rule 6; default {DEFAULT_CLEANUP_LIMIT:g})",
+    )
+    group.addoption(
+        "--sworker-call-timeout",
+        type=float,
+        default=DEFAULT_CALL_TIMEOUT,
+        help=f"seconds one probe call, or grain_context's start, may take (default {DEFAULT_CALL_TIMEOUT:g})",
+    )
     parser.addini("sworker_probe", "the package's own probe (module:function), used for its own sworker")
     parser.addini("sworker_environment", "the package's own environment (module:function), used for its own sworker")
     parser.addini(
@@ -98,6 +119,7 @@ def build_target(config: pytest.Config) -> Target:
         config_path=config_path if worker else None,
         startup_timeout=option("--sworker-startup-timeout"),
         cleanup_limit=option("--sworker-cleanup-limit"),
+        call_timeout=option("--sworker-call-timeout"),
     )
 
 
@@ -109,9 +131,35 @@ def sworker_target(pytestconfig: pytest.Config) -> Target:
 
 @pytest.fixture(scope="session")
 def sworker_environment(sworker_target: Target) -> Iterator[Mapping[str, str]]:
-    """What the module needs beside it (e.g. its loopback service), running for the session."""
-    with sworker_target.environment() as env:
+    """What the module needs beside it (e.g. its loopback service), running for the session.
+
+    If it does not start, every check says so in one line (the kit could not judge).
+    """
+    with ExitStack() as stack:
+        try:
+            env: Mapping[str, str] = stack.enter_context(sworker_target.environment())
+        except Exception as exc:
+            sworker_target.environment_error = describe(exc)
+            env = {}
         yield env
+
+
+@pytest.fixture(scope="session")
+def sworker_judge(sworker_target: Target, sworker_environment: Mapping[str, str]) -> Judge:
+    """The module's runs (made once per event loop) and its verdicts."""
+    judge = Judge(sworker_target)
+    _judges.append(judge)
+    return judge
+
+
+def judge_rule(judge: Judge, rule: int, loop: str | None = None) -> None:
+    """A test's body: the verdict, with "could not judge" (when nothing is to be done) as a skip."""
+    try:
+        judge.verdict(rule, loop)
+    except CouldNotJudge as unjudged:
+        if not unjudged.blocking:
+            pytest.skip(str(unjudged))
+        raise
 
 
 def run_under_trio(function: Callable[[], Any], deadline: float = TRIO_DEADLINE) -> None:
@@ -137,6 +185,7 @@ def run_under_trio(function: Callable[[], Any], deadline: float = TRIO_DEADLINE)
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run an ``async def`` test marked ``sworker_trio`` under trio (see ``LOOPS``)."""
     if pyfuncitem.get_closest_marker("sworker_trio") is None:
         return None
     arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
@@ -149,45 +198,54 @@ def _loop_of(item: pytest.Item) -> str | None:
     return callspec.params.get("loop") if callspec else None
 
 
+def _one_line(item: pytest.Item, error: BaseException) -> str:
+    """The report for ``error``: a verdict as it is, anything else as what kept the kit from judging."""
+    if isinstance(error, ContractViolation | CouldNotJudge | Portability):
+        return str(error)
+    match = RULE_OF_TEST.search(item.name)
+    rule = f"Rule {int(match.group(1))}" if match else "this rule"
+    return f"the kit could not judge {rule}: the kit failed: {describe(error)}"
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[None, Any, None]:
     outcome = yield
     report = outcome.get_result()
     if call.when != "call" or item.get_closest_marker("conformance") is None:
         return
-    loop = _loop_of(item)
-    check = getattr(item, "originalname", item.name)
     error = call.excinfo.value if call.excinfo else None
-    if error is not None and isinstance(error, pytest.skip.Exception):
-        return
-    violation = first_violation(error) if error is not None else None
-    message = (
-        str(violation)
-        if violation
-        else (str(error) if isinstance(error, ProbeFailed) else describe(error))
-        if error
-        else None
-    )
-    if loop == "asyncio":
-        _asyncio_outcomes[check] = message
-        if error is not None:
-            # Grain never runs asyncio: report, don't fail.
-            report.outcome = "skipped"
-            report.wasxfail = f"portability (asyncio; Grain runs trio, whose run of this check decides): {message}"
-            _portability.append((check, item.nodeid, message or ""))
+    if isinstance(error, pytest.skip.Exception):
+        path, line, _ = item.location
+        report.longrepr = (path, (line or 0) + 1, f"Skipped: {error.msg}")  # the test's place, not the plugin's
         return
     if error is None:
         return
+    loop = _loop_of(item)
+    check = getattr(item, "originalname", item.name)
+    message = _one_line(item, error)
+    if loop == "asyncio":
+        # Grain never runs asyncio: report, don't fail.
+        report.outcome = "skipped"
+        report.wasxfail = f"portability (asyncio; Grain runs trio, whose run of this check decides): {message}"
+        _portability.append((check, item.nodeid, message))
+        return
     _trio_failed.add(check)
-    if loop == "trio" and check in _asyncio_outcomes and _asyncio_outcomes[check] is None:
-        message = f"{message} (This passes under asyncio but fails under trio, which Grain runs.)"
-    if violation is not None or isinstance(error, ProbeFailed):
-        report.longrepr = f"[{loop or 'static'}] {message}"
+    report.longrepr = f"[{loop or 'static'}] {message}"
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    for judge in _judges:
+        if judge.observations:
+            runs = ", ".join(f"{loop} run {seconds:.1f} s" for loop, seconds in judge.seconds().items())
+            terminalreporter.write_line(
+                f"sworker kit: {judge.target.module_name}: {runs} (bound {judge.target.time_budget:g} s)"
+            )
     # A check that fails under trio too is a failure, reported as such: not a portability finding.
-    findings = [(nodeid, message) for check, nodeid, message in _portability if check not in _trio_failed]
+    findings: dict[str, list[str]] = {}
+    for check, nodeid, message in _portability:
+        if check not in _trio_failed:
+            match = RULE_OF_TEST.search(nodeid)
+            findings.setdefault(message, []).append(str(int(match.group(1))) if match else nodeid)
     if not findings:
         return
     terminalreporter.section("sworker portability (asyncio)")
@@ -195,5 +253,5 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         "These checks fail under asyncio only. Grain runs trio, so they are not failures; "
         "code written against anyio runs under both."
     )
-    for nodeid, message in findings:
-        terminalreporter.write_line(f"- {nodeid}: {message}")
+    for message, rules in findings.items():
+        terminalreporter.write_line(f"- Rule{'s' if len(rules) > 1 else ''} {', '.join(rules)}: {message}")

@@ -57,26 +57,32 @@ RULES: dict[int, Rule] = {
         Rule(
             7,
             "the code runs under trio and never blocks the event loop",
-            "write async code with anyio or trio, not asyncio (Grain runs trio), and move blocking "
-            "calls (time.sleep, sync I/O) off the loop with anyio.to_thread.run_sync.",
+            "write async code with anyio or trio, not asyncio (Grain runs trio); build clients, SSL "
+            "contexts and tokens once (in grain_context), not per call; move any other blocking call "
+            "(time.sleep, sync I/O, a sync SDK) off the loop with anyio.to_thread.run_sync.",
         ),
         Rule(
             8,
             "one client serves V concurrent tasklets",
-            "guard the shared connection with an anyio.Lock (one request at a time) or use a "
-            "connection pool: every tasklet on an instance shares the one client at once.",
+            "every tasklet on an instance shares the one client at once: hold an anyio.Lock around the "
+            "whole exchange (for a server that runs one job at a time, around the whole job: every request "
+            "it makes, up to its result), or use a connection pool; or, if one instance can only run one "
+            "job at once, set [worker.res] Capacity = { V = 1 } (what one instance runs at once; the kit "
+            "reads it, or --sworker-capacity).",
         ),
         Rule(
             9,
             "start-up is bounded: grain_run_sworker yields or raises in time",
-            "wait for the server's readiness with a timeout (anyio.fail_after) and a short backoff, "
-            "and raise a clear error, with the server's output, when it does not come up.",
+            "wait for the server's readiness with a timeout of your own (anyio.fail_after) and a short "
+            "backoff, and raise a clear error, with the server's output, when it does not come up; if "
+            "it really needs longer to start than the kit's limit, pass --sworker-startup-timeout SECONDS.",
         ),
         Rule(
             10,
             "a call on a dead server raises",
-            "turn EOF and lost connections into an exception (a read of b'' is not a reply): the "
-            "first call after the server stops must raise, never return a value.",
+            "turn EOF (a read of b'' is not a reply) and a reset or refused connection into an "
+            "exception, and never answer one with a default value: the first call after the server "
+            "stops must raise, within a time limit of its own.",
         ),
         Rule(
             11,
@@ -105,3 +111,21 @@ class ContractViolation(AssertionError):
 
     def __str__(self) -> str:
         return f"Rule {self.rule.number} ({self.rule.title}) is broken: {self.observed} Fix: {self.fix}"
+
+
+class CouldNotJudge(AssertionError):
+    """The kit could not say whether a rule holds, and why (one line).
+
+    ``blocking`` marks what the author must act on (a probe that fails on a live
+    instance, a module that does not import): reported as a failure. Otherwise
+    (another rule failed first, nothing to observe) it is reported as a skip.
+    """
+
+    def __init__(self, rule: int, reason: str, *, blocking: bool = False) -> None:
+        self.rule = RULES[rule]
+        self.reason = " ".join(reason.split())
+        self.blocking = blocking
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return f"the kit could not judge Rule {self.rule.number}: {self.reason}"

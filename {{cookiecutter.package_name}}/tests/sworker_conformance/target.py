@@ -14,6 +14,17 @@ from types import ModuleType
 from typing import Any
 
 Probe = Callable[..., Awaitable[object]]
+
+#: How long grain_run_sworker may take to yield: the generated package's own server wait
+#: (DEFAULT_STARTUP_TIMEOUT in the_sworker.py), so that a server that starts on Grain passes here.
+DEFAULT_STARTUP_TIMEOUT = 60.0
+#: How long a teardown may take after cancellation (the contract's "within 10 s").
+DEFAULT_CLEANUP_LIMIT = 10.0
+#: How long one probe call (or grain_context's start) may take on a live instance.
+DEFAULT_CALL_TIMEOUT = 10.0
+#: What a module's verdict may take beyond its start-up and cleanup limits (the kit's own work,
+#: the calls, and one overrun call at most).
+VERDICT_SLACK = 15.0
 Environment = Callable[[], AbstractContextManager[Mapping[str, str] | None]]
 
 
@@ -26,17 +37,24 @@ class Target:
     probe_name: str = ""
     environment_name: str = ""
     config_path: Path | None = None
-    #: Bound on grain_run_sworker()/grain_context() start-up (rule 9).
-    startup_timeout: float = 30.0
-    #: Bound on teardown after cancellation (rule 6).
-    cleanup_limit: float = 10.0
+    #: Bound on grain_run_sworker() start-up (rule 9).
+    startup_timeout: float = DEFAULT_STARTUP_TIMEOUT
+    #: Bound on each teardown after cancellation (rule 6).
+    cleanup_limit: float = DEFAULT_CLEANUP_LIMIT
+    #: Bound on one probe call and on grain_context's start.
+    call_timeout: float = DEFAULT_CALL_TIMEOUT
     #: Longest event-loop stall tolerated while calls run (rule 7).
     stall_limit: float = 0.1
-    #: Bound on one probe call.
-    call_timeout: float = 30.0
-    #: Observations already made, per event loop (see observation.py).
-    observations: dict[str, Any] = field(default_factory=dict, repr=False)
+    #: Longest stall tolerated once, while grain_context starts (rule 7).
+    start_stall_limit: float = 0.5
+    #: Why the environment did not start, if it did not (every rule then says so).
+    environment_error: str = ""
     _module: ModuleType | None = field(default=None, repr=False)
+
+    @property
+    def time_budget(self) -> float:
+        """The longest a verdict on this module may take: start-up and cleanup limits, and some slack."""
+        return self.startup_timeout + self.cleanup_limit + VERDICT_SLACK
 
     @property
     def module(self) -> ModuleType:
@@ -56,6 +74,13 @@ class Target:
             return False
         parameters = list(inspect.signature(probe).parameters.values())
         return len(parameters) >= 2 or any(p.kind is p.VAR_POSITIONAL for p in parameters)
+
+    def own_modules(self) -> tuple[str, ...]:
+        """The top-level packages of the module and its probe: where a stall is theirs (rule 7)."""
+        names = {self.module_name.split(".")[0]}
+        if self.probe_name:
+            names.add(self.probe_name.split(":")[0].split(".")[0])
+        return tuple(sorted(names))
 
     @property
     def is_backendless(self) -> bool:

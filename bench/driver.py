@@ -4,7 +4,10 @@ Run by bench/run.py with PYTHONPATH holding a baked package and bench/:
 
     driver.py grain --harness PKG --sworker MOD --tasklet MOD:NAME --capacity V --tasks N [--env MOD:NAME]
     driver.py readiness --package PKG --repeats N
-    driver.py client --package PKG --capacity V [--calls N]
+    driver.py client --package PKG --capacity V [--calls N] [--sworker MOD]
+
+Settings reach the head, the worker and the server through this process's environment
+(bench/run.py sets e.g. ``<PKG>_DEMO_DELAY_MS`` or ``<PKG>_MAX_CONCURRENT`` there).
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 FLOORS = Path(__file__).resolve().parent / "floors"
+#: Rounds of client calls (after a warm-up), of which the median is reported.
+ROUNDS = 5
 
 
 def load(spec: str) -> Any:
@@ -93,12 +98,17 @@ def measure_readiness(args: argparse.Namespace) -> dict[str, float]:
 
 
 def measure_client(args: argparse.Namespace) -> dict[str, float]:
-    """Calls per second through the package's client alone (no Grain): what the service itself costs."""
+    """Calls per second through a sworker's client alone (no Grain): what the client and server cost.
+
+    The calls run in rounds after a warm-up; the median round is reported, so a burst of
+    load from elsewhere on the machine moves it less than it would one long run.
+    """
     import anyio
 
-    sworker = importlib.import_module(f"{args.package}.the_sworker")
+    sworker = importlib.import_module(args.sworker or f"{args.package}.the_sworker")
     local_service = importlib.import_module(f"{args.package}.demo.environment").local_service
     environ = importlib.import_module(f"{args.package}.demo.run").environ
+    per_round = max(args.capacity, args.calls // ROUNDS // args.capacity * args.capacity)
 
     async def main() -> float:
         async with sworker.grain_run_sworker() as yielded:
@@ -107,16 +117,21 @@ def measure_client(args: argparse.Namespace) -> dict[str, float]:
 
                 async def worker(count: int) -> None:
                     for i in range(count):
-                        await client.square(float(i))
+                        assert await client.square(float(i)) == float(i) * float(i), "wrong result"
 
-                started = time.perf_counter()
-                async with anyio.create_task_group() as group:
-                    for _ in range(args.capacity):
-                        group.start_soon(worker, args.calls // args.capacity)
-                return (args.calls // args.capacity) * args.capacity / (time.perf_counter() - started)
+                async def one_round() -> float:
+                    started = time.perf_counter()
+                    async with anyio.create_task_group() as group:
+                        for _ in range(args.capacity):
+                            group.start_soon(worker, per_round // args.capacity)
+                    return per_round / (time.perf_counter() - started)
+
+                await one_round()  # warm-up: every connection open
+                return statistics.median([await one_round() for _ in range(ROUNDS)])
 
     with local_service() as env, environ(env):
-        return {"client_calls_per_s": anyio.run(main, backend="trio")}
+        calls_per_s = anyio.run(main, backend="trio")
+    return {"client_calls_per_s": calls_per_s, "client_us_per_call": 1e6 / calls_per_s}
 
 
 def main() -> None:
@@ -136,6 +151,7 @@ def main() -> None:
     c.add_argument("--package", required=True)
     c.add_argument("--capacity", type=int, required=True)
     c.add_argument("--calls", type=int, default=400)
+    c.add_argument("--sworker", default="", help="the sworker module (default: PKG.the_sworker)")
     args = parser.parse_args()
     measure = {"grain": measure_grain, "readiness": measure_readiness, "client": measure_client}[args.mode]
     result = measure(args)

@@ -31,21 +31,22 @@ SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 RUN_MARK_ENV = "SWORKER_DEMO_RUN"
 
 
-def run_batch(config_path: Path, xs: list[float]) -> tuple[list[float], float]:
-    """Square every ``x`` through the sworker; return the results and the time to the first one."""
+def run_batch(config_path: Path, xs: list[float]) -> tuple[list[float], float, float]:
+    """Square every ``x`` through the sworker; return the results and the times to the first and the last."""
     results: list[float] = []
     started = time.perf_counter()
-    first_result_after = 0.0
+    first_result_after = last_result_after = 0.0
 
     async def batch() -> None:
-        nonlocal first_result_after
+        nonlocal first_result_after, last_result_after
         futures = [(square @ Capacity(1))(x) for x in xs]
         results.append(await futures[0])
         first_result_after = time.perf_counter() - started
         results.extend(await each(futures[1:]))
+        last_result_after = time.perf_counter() - started
 
     grain.delayed.run(batch, config_file=str(config_path))
-    return results, first_result_after
+    return results, first_result_after, last_result_after
 
 
 @contextmanager
@@ -82,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         environ(env),
         local_grain(SWORKER, capacity=args.capacity, env=env) as grain,
     ):
-        results, first_result_after = run_batch(grain.config_path, xs)
+        results, first_result_after, last_result_after = run_batch(grain.config_path, xs)
         pids = [pid for pid in (grain.gnaw_pid, grain.worker_pid) if pid]
     elapsed = time.perf_counter() - started
     wrong = [(x, r) for x, r in zip(xs, results, strict=False) if r != x * x]
@@ -92,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         "wrong": len(wrong),
         "seconds": round(elapsed, 3),
         "first_result_seconds": round(first_result_after, 3),
+        # Steady throughput is (tasks - 1) / (last - first): start-up left out.
+        "last_result_seconds": round(last_result_after, 4),
         "pids": pids,
         "run_mark": run_mark[RUN_MARK_ENV],
     }

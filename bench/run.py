@@ -39,6 +39,9 @@ class Settings:
     capacities: tuple[int, ...]
     batches: tuple[int, ...]
     readiness_repeats: int
+    #: Section 3, the ratios to the floors: long runs, more of them, so that a burst of load moves them less.
+    floor_tasks: int
+    floor_repeats: int
     #: Section 6: a server that works ``work_ms`` per request, ``work_tasks`` tasklets a run.
     work_ms: int
     work_tasks: int
@@ -53,10 +56,12 @@ FULL = Settings(
     capacities=(1, 2, 4, 8, 16),
     batches=(100, 1000, 10000),
     readiness_repeats=15,
+    floor_tasks=1000,
+    floor_repeats=5,
     work_ms=10,
     work_tasks=200,
     work_capacities=(1, 2, 4, 8),
-    work_repeats=5,
+    work_repeats=3,
     client_calls=3000,
 )
 QUICK = Settings(
@@ -65,6 +70,8 @@ QUICK = Settings(
     capacities=(1,),
     batches=(20,),
     readiness_repeats=2,
+    floor_tasks=20,
+    floor_repeats=1,
     work_ms=10,
     work_tasks=20,
     work_capacities=(1, 2),
@@ -340,35 +347,24 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
         report["throughput"] = {}
         for capacity in sorted({1, *default_capacity.values()}):
             jobs = {
-                f"{sworker.label}|{capacity}": grain_job(sworker, capacity, settings.tasks)
+                f"{sworker.label}|{capacity}": grain_job(sworker, capacity, settings.floor_tasks)
                 for sworker in sworkers
                 if capacity in (1, default_capacity[sworker.kind])
             }
-            report["throughput"].update(interleaved(jobs, settings.repeats))
+            report["throughput"].update(interleaved(jobs, settings.floor_repeats))
         for key, value in report["throughput"].items():
             log(f"  {key}: {value}")
         log("the clients alone ...")
-        client_sworkers = {
-            "server (generated)": ("server", "", {}),
-            "server floor (same server, minimal client)": (
-                "server",
-                "floors.same_server",
-                {"BENCH_SERVER_PACKAGE": server_package},
-            ),
-            "backendless (generated)": ("backendless", "", {}),
-        }
 
-        def client_job(
-            kind: str, module: str, capacity: int, variables: dict[str, str]
-        ) -> Callable[[], dict[str, float]]:
+        def client_job(kind: str, capacity: int) -> Callable[[], dict[str, float]]:
             args = ["client", "--package", packages[kind], "--capacity", str(capacity)]
-            args += ["--calls", str(settings.client_calls), "--sworker", module]
-            return lambda: driver(baked[kind], *args, variables=variables)
+            args += ["--calls", str(settings.client_calls)] + (["--with-floor"] if kind == "server" else [])
+            return lambda: driver(baked[kind], *args)
 
         report["client"] = interleaved(
             {
-                f"{label}|{capacity}": client_job(kind, module, capacity, variables)
-                for label, (kind, module, variables) in client_sworkers.items()
+                f"{kind}|{capacity}": client_job(kind, capacity)
+                for kind in ("server", "backendless")
                 for capacity in sorted({1, default_capacity[kind]})
             },
             settings.repeats,
@@ -384,12 +380,13 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
         )
         log("scaling with capacity ...")
         report["scaling"] = {}
+        measured_sworkers = [s for s in sworkers if not s.is_reference]  # the reference once, in section 3
         for capacity in settings.capacities:
-            jobs = {f"{s.label}|{capacity}": grain_job(s, capacity, settings.tasks) for s in sworkers}
+            jobs = {f"{s.label}|{capacity}": grain_job(s, capacity, settings.tasks) for s in measured_sworkers}
             report["scaling"].update(interleaved(jobs, settings.repeats))
         log("scaling with batch size ...")
         report["batches"] = {}
-        for sworker in sworkers:
+        for sworker in measured_sworkers:
             for tasks in settings.batches:
                 measured = grain_job(sworker, default_capacity[sworker.kind], tasks)()
                 report["batches"][f"{sworker.label}|{tasks}"] = measured
@@ -424,6 +421,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for sworker in report["sworkers"]:
+        if sworker.get("is_reference"):
+            continue
         points = sorted(
             (int(key.split("|")[1]), value["steady_per_s"])
             for key, value in report["scaling"].items()
@@ -489,8 +488,8 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
         "",
         "## 3. Real Grain: throughput and start-up against the floors",
         "",
-        f"{report['settings']['tasks']} trivial tasklets per run (the server answers at once); median of "
-        f"{report['settings']['repeats']} runs, a sworker's runs taking turns with its floor's. "
+        f"{report['settings']['floor_tasks']} trivial tasklets per run (the server answers at once); median of "
+        f"{report['settings']['floor_repeats']} runs, a sworker's runs taking turns with its floor's. "
         "Head start -> first result includes the head's boot and its attach to Gnaw; for a server sworker the "
         "worker process starts just before the head, so its start-up (and the server's) overlaps the head's. "
         "The server floor runs the generated package's own demo server behind a minimal sworker and client "
@@ -523,15 +522,14 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
     lines += [
         "",
         "The clients alone, without Grain (calls through grain_context's client on the same loopback server or "
-        "service; median of rounds): a tasklet can go no faster than its client.",
+        "service; median of rounds): a tasklet can go no faster than its client. The server floor's minimal "
+        "client calls the same server in the same run, its rounds taking turns with the generated client's. "
+        "The CPU columns are the calling process's own time per call (the head's share), which waiting for the "
+        "server does not inflate.",
         "",
-        "| client | V | calls/s | us per call |",
-        "|---|---|---|---|",
-        *[
-            f"| {key.split('|')[0]} | {key.split('|')[1]} | {value['client_calls_per_s']:.0f} "
-            f"| {value['client_us_per_call']:.0f} |"
-            for key, value in report["client"].items()
-        ],
+        "| client | V | calls/s | us per call | CPU us per call | CPU ratio to the floor's |",
+        "|---|---|---|---|---|---|",
+        *client_rows(report["client"]),
     ]
     readiness = report["readiness"]
     lines += [
@@ -549,7 +547,8 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
         "| sworker | " + " | ".join(f"V={c}" for c in report["settings"]["capacities"]) + " |",
         "|---|" + "---|" * len(report["settings"]["capacities"]),
     ]
-    for sworker in report["sworkers"]:
+    measured = [s for s in report["sworkers"] if not s.get("is_reference")]
+    for sworker in measured:
         label = sworker["label"]
         cells = [f"{report['scaling'][f'{label}|{c}']['steady_per_s']:.0f}" for c in report["settings"]["capacities"]]
         lines.append(f"| {sworker['label']} | " + " | ".join(cells) + " |")
@@ -560,7 +559,7 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
         "| sworker | " + " | ".join(f"{b} tasklets" for b in report["settings"]["batches"]) + " |",
         "|---|" + "---|" * len(report["settings"]["batches"]),
     ]
-    for sworker in report["sworkers"]:
+    for sworker in measured:
         label = sworker["label"]
         cells = [f"{report['batches'][f'{label}|{b}']['per_tasklet_ms']:.2f}" for b in report["settings"]["batches"]]
         lines.append(f"| {sworker['label']} | " + " | ".join(cells) + " |")
@@ -570,6 +569,28 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
     if findings.exists() and not quick:
         lines += [findings.read_text()]
     return "\n".join(lines)
+
+
+def client_rows(client: dict[str, dict[str, float]]) -> list[str]:
+    """The clients-alone table: the generated client, and the floor's client where it was measured beside it."""
+    rows = []
+    for key, value in client.items():
+        kind, capacity = key.split("|")
+        for name, label in (("client", f"{kind} (generated)"), ("floor", f"{kind} floor (minimal client)")):
+            if f"{name}_calls_per_s" not in value:
+                continue
+            ratio = (
+                "floor"
+                if name == "floor"
+                else f"{value['client_cpu_us_per_call'] / value['floor_cpu_us_per_call']:.2f}"
+                if "floor_cpu_us_per_call" in value
+                else ""
+            )
+            rows.append(
+                f"| {label} | {capacity} | {value[f'{name}_calls_per_s']:.0f} | {value[f'{name}_us_per_call']:.0f} "
+                f"| {value[f'{name}_cpu_us_per_call']:.0f} | {ratio} |"
+            )
+    return rows
 
 
 def work_section(report: dict[str, Any]) -> list[str]:

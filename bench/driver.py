@@ -131,7 +131,7 @@ def measure_client(args: argparse.Namespace) -> dict[str, float]:
         async with sworker.grain_run_sworker() as yielded:
             fields = {key: value for key, value in yielded.items() if key != "name"}
             async with sworker.grain_context(**fields) as client, floor_client(fields) as floor:
-                clients = {"client": client, **({"floor": floor} if args.with_floor else {})}
+                clients = {"client": client, **({"floor": floor} if floor else {})}
                 for each in clients.values():
                     await one_round(each)  # warm-up: every connection open
                 for _ in range(ROUNDS):
@@ -141,6 +141,10 @@ def measure_client(args: argparse.Namespace) -> dict[str, float]:
 
     @asynccontextmanager
     async def floor_client(fields: dict[str, Any]) -> AsyncIterator[Any]:
+        """The floor's client on the same server (``--with-floor``), else None."""
+        if not args.with_floor:
+            yield None
+            return
         from floors.same_server import grain_context
 
         async with grain_context(str(fields["host"]), int(fields["port"]), str(fields["secret"])) as floor:

@@ -161,8 +161,8 @@ class Client:
         request_id = next(self._ids)
         request = json.dumps({"id": request_id, "op": op, **params}).encode() + b"\n"
         stream = self._idle.pop() if self._idle else await self._open_connection()
-        # The limit is kept by the watchdog, not by a cancel scope per call: that would cost a
-        # quarter of a loopback call's own time (measured; see bench/FINDINGS.md).
+        # The watchdog keeps the limit, not a cancel scope per call: measured on loopback, a
+        # scope per call added 40 % to the client's CPU time per call (~50 us on a 2-core VM).
         self._deadlines[stream] = anyio.current_time() + self._call_timeout
         reply: object = None
         in_step = False

@@ -1,4 +1,4 @@
-"""Keep the chosen variant's whole files, drop the other's, print the next steps.
+"""Keep the chosen variant's whole files, drop the other's, print the next steps once.
 
 Idempotent: run again on a finished project (as cruft does on update), it
 changes nothing. No git, no network, no installs: those break replay and cruft.
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "PKG/server_process.server.py": "PKG/server_process.py",
         "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
         "tests/test_client.server.py": "tests/test_client.py",
+        "tests/test_demo_faults.server.py": "tests/test_demo_faults.py",
     },
     "backendless": {
         "PKG/the_sworker.backendless.py": "PKG/the_sworker.py",
@@ -31,6 +33,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "PKG/demo/service.backendless.py": "PKG/demo/service.py",
         "tests/test_lifecycle.backendless.py": "tests/test_lifecycle.py",
         "tests/test_client.backendless.py": "tests/test_client.py",
+        "tests/test_demo_faults.backendless.py": "tests/test_demo_faults.py",
     },
 }
 
@@ -42,6 +45,10 @@ LICENSE_FILES: dict[str, str] = {
     "Apache-2.0": "LICENSE.Apache-2.0",
     "Proprietary": "LICENSE.Proprietary",
 }
+
+
+#: Files only a package that may be published on PyPI has (a Proprietary one never is).
+PUBLIC_ONLY = (".github/workflows/release.yml",)
 
 
 def variant_of(answers: dict[str, Any]) -> str:
@@ -71,6 +78,9 @@ def apply_license(project: Path, license_name: str) -> None:
             source_path.replace(project / "LICENSE")
         else:
             source_path.unlink()
+    if license_name == "Proprietary":
+        for name in PUBLIC_ONLY:
+            (project / name).unlink(missing_ok=True)
 
 
 def remove_bytecode(project: Path) -> None:
@@ -81,6 +91,21 @@ def remove_bytecode(project: Path) -> None:
         cache.rmdir()
 
 
+def is_throwaway_render(project: Path, answers: dict[str, Any]) -> bool:
+    """True when a tool renders the package into a temporary folder only to compare it.
+
+    ``cruft update`` renders the old and the new template that way, and ``cruft diff`` the
+    recorded one: no one is creating a package there, so the next steps would only be noise
+    (in the middle of a diff). cookiecutter's own bakes record their output folder
+    (``_output_dir``); cruft calls cookiecutter's ``generate_files`` without one, into a
+    fresh ``tempfile`` folder.
+    """
+    if "_output_dir" in answers:
+        return False
+    parent = project.resolve().parent
+    return parent.parent == Path(tempfile.gettempdir()).resolve() and parent.name.startswith("tmp")
+
+
 def next_steps(package: str, variant: str) -> str:
     return (
         f"Created the {variant} sworker package {package!r}. Next:\n"
@@ -88,6 +113,7 @@ def next_steps(package: str, variant: str) -> str:
         f"  python -m pip install --upgrade pip && python -m pip install -e '.[demo]' --group dev\n"
         f"  python -m {package}.demo        # a batch of tasklets on a real local Grain\n"
         f"  python -m pytest                # conformance suite and end-to-end tests\n"
+        f"  pre-commit install              # lint, format and type checks on every commit, offline\n"
         f"Then put your own {'service client' if variant == 'backendless' else 'server command'} "
         f"in {package}/the_sworker.py (see README.md)."
     )
@@ -99,7 +125,8 @@ def main() -> int:
     apply_variant(Path.cwd(), package, variant)
     apply_license(Path.cwd(), ANSWERS["license"])
     remove_bytecode(Path.cwd())
-    print(next_steps(package, variant))
+    if not is_throwaway_render(Path.cwd(), ANSWERS):
+        print(next_steps(package, variant))
     return 0
 
 

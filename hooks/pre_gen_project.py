@@ -2,36 +2,39 @@
 
 The answers arrive as JSON data (``tojson``), never as code. A rejected answer
 exits with one line that names it, shows the value and says what to type instead.
+The naming and version rules live in the template's ``local_extensions.py``, which
+``cookiecutter.json``'s defaults use too; this hook loads it from the template's folder.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import json
-import keyword
 import re
 import sys
-import unicodedata
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
+#: Where this template is: its folder holds ``local_extensions.py``.
+THIS_TEMPLATE: dict[str, str] = json.loads(r"""{{ this_template | tojson }}""")
 
+
+def load_rules() -> ModuleType:
+    """The template's ``local_extensions.py``: one copy of each rule for defaults and checks."""
+    path = Path(THIS_TEMPLATE["folder"]) / "local_extensions.py"
+    spec = importlib.util.spec_from_file_location("template_rules", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load the template's rules from {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+RULES = load_rules()
 LICENSES = ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary")
-#: Modules the generated package imports, or that a test run imports: a package
-#: with one of these names would shadow it.
-SHADOWED = frozenset(
-    """
-    grain trio anyio msgpack httpx psutil pytest json test tests asyncio socket signal os sys time typing
-    secrets subprocess tempfile argparse dataclasses contextlib collections pathlib importlib logging http
-    urllib email string types abc io re hmac shlex attr attrs cattr cattrs dill click outcome sniffio idna
-    certifi httpcore h11 exceptiongroup sortedcontainers sworker_conformance conftest setuptools hatchling
-    pip site builtins __future__ packaging
-    """.split()
-)
-MAX_PACKAGE_NAME = 50
-PEP440 = re.compile(
-    r"^([1-9][0-9]*!)?(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*((a|b|rc)(0|[1-9][0-9]*))?"
-    r"(\.post(0|[1-9][0-9]*))?(\.dev(0|[1-9][0-9]*))?$"
-)
 EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
@@ -43,29 +46,15 @@ class Rejected(ValueError):
     """An answer that cannot produce a working package."""
 
 
-def suggest_identifier(value: str) -> str:
-    """The nearest valid package name: lower case, underscores, no leading digit."""
-    ascii_text = unicodedata.normalize("NFKD", value).encode("ascii", "ignore").decode()
-    name = re.sub(r"[^a-z0-9_]+", "_", ascii_text.strip().lower()).strip("_")
-    name = re.sub(r"_+", "_", name)
-    if not name:
-        return "my_sworker"
-    if name[0].isdigit():
-        name = f"sworker_{name}"
-    if keyword.iskeyword(name) or name in SHADOWED:
-        name = f"{name}_sworker"
-    return name[:MAX_PACKAGE_NAME]
-
-
 def check_package_name(value: object) -> None:
     name = str(value)
-    hint = f"type a lower-case identifier such as {suggest_identifier(name)!r}"
+    hint = f"type a lower-case identifier such as {RULES.package_slug(name)!r}"
     if not name:
         raise Rejected(f"package_name is empty: {hint}")
     if "/" in name or "\\" in name or name.startswith("."):
         raise Rejected(f"package_name {name!r} is a path, not a name: {hint}")
-    if len(name) > MAX_PACKAGE_NAME:
-        raise Rejected(f"package_name {name!r} is longer than {MAX_PACKAGE_NAME} characters: {hint}")
+    if len(name) > RULES.MAX_PACKAGE_NAME:
+        raise Rejected(f"package_name {name!r} is longer than {RULES.MAX_PACKAGE_NAME} characters: {hint}")
     if not name.isascii():
         raise Rejected(f"package_name {name!r} has non-ASCII characters: {hint}")
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", name):
@@ -73,9 +62,9 @@ def check_package_name(value: object) -> None:
             f"package_name {name!r} is not a lower-case Python identifier "
             f"(letters, digits, underscores; no leading digit, hyphen, dot or capital): {hint}"
         )
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+    if RULES.is_keyword(name):
         raise Rejected(f"package_name {name!r} is a Python keyword: {hint}")
-    if name in SHADOWED or name in sys.stdlib_module_names:
+    if RULES.shadows_a_module(name):
         raise Rejected(f"package_name {name!r} would shadow the module {name!r} that the package imports: {hint}")
 
 
@@ -91,8 +80,21 @@ def check_email(value: object) -> None:
 
 
 def check_version(value: object) -> None:
-    if not PEP440.fullmatch(str(value)):
-        raise Rejected(f"version {value!r} is not a PEP 440 version: type e.g. '0.1.0'")
+    """Anything ``packaging`` accepts (``1.0-beta``, ``v1.0``); the files get its normalized form."""
+    try:
+        RULES.pep440(value)
+    except ValueError:
+        raise Rejected(f"version {value!r} is not a PEP 440 version: type e.g. '0.1.0' or '1.0b1'") from None
+
+
+def check_repository_url(value: object) -> None:
+    try:
+        RULES.repository_url(value)
+    except ValueError:
+        raise Rejected(
+            f"repository_url {value!r} is not a web address: type e.g. 'https://github.com/you/project', "
+            "or leave it empty"
+        ) from None
 
 
 def check_license(value: object) -> None:
@@ -100,9 +102,27 @@ def check_license(value: object) -> None:
         raise Rejected(f"license {value!r} is not one of {', '.join(LICENSES)}: type one of those")
 
 
+#: How cookiecutter 2.7 and later read a yes/no answer given as text.
+YES_NO_TEXT = frozenset("yes no true false 1 0 y n on off".split())
+
+
 def check_backendless(value: object) -> None:
-    if not isinstance(value, bool):
-        raise Rejected(f"backendless {value!r} is not yes or no: type yes (someone else runs the service) or no")
+    if isinstance(value, bool):
+        return
+    if str(value).lower() in YES_NO_TEXT:  # cookiecutter before 2.7 passes `backendless=yes` through as text
+        raise Rejected(
+            f"backendless {value!r} reached the template as text, not yes or no: cookiecutter {cookiecutter_version()} "
+            "does not convert yes/no answers given on the command line (2.7.0 and later do): type yes or no at the "
+            "prompt or in a config file, or python -m pip install 'cookiecutter>=2.7'"
+        )
+    raise Rejected(f"backendless {value!r} is not yes or no: type yes (someone else runs the service) or no")
+
+
+def cookiecutter_version() -> str:
+    try:
+        return importlib.metadata.version("cookiecutter")
+    except importlib.metadata.PackageNotFoundError:
+        return "(version unknown)"
 
 
 def check_env_name(key: str, value: object) -> None:
@@ -127,6 +147,7 @@ def validate(answers: dict[str, Any]) -> None:
     check_text("description", answers.get("description", ""), required=False)
     check_text("author_name", answers.get("author_name", ""), required=True)
     check_email(answers.get("author_email", ""))
+    check_repository_url(answers.get("repository_url", ""))
     check_version(answers.get("version", ""))
     check_license(answers.get("license"))
     check_capacity(answers.get("capacity", ""))

@@ -7,11 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import netns
 import pytest
+import slurm_cluster as slurm
 from cookiecutter.main import cookiecutter
 
 # A shell starts background jobs with SIGINT ignored, and the processes these tests start
@@ -26,8 +28,17 @@ VARIANTS = sorted(path.stem for path in REPLAY_DIR.glob("*.json"))
 #: The files at the top of a generated package: what the author owns and what runs in production.
 #: The local Grain harness and the stand-ins live in its ``demo/`` subpackage.
 PRODUCTION_FILES = {
-    "server": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "server_process.py", "py.typed"},
-    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed"},
+    "server": {
+        "__init__.py",
+        "the_sworker.py",
+        "client.py",
+        "tasklet.py",
+        "probe.py",
+        "server_process.py",
+        "lifeline.py",
+        "py.typed",
+    },
+    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "lifeline.py", "py.typed"},
 }
 
 
@@ -68,3 +79,35 @@ def variant(request: pytest.FixtureRequest) -> str:
 def baked(variant: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The variant's package baked from its replay answers (shared by the session)."""
     return bake(tmp_path_factory.mktemp(f"baked-{variant}"), **replay_answers(variant))
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+def require_slurm_cluster() -> None:
+    """At the top of a test module that uses ``slurm_cluster``: where no cluster can run, the whole
+    module skips with one line saying why; in CI it runs, and the fixture fails saying why."""
+    reason = slurm.why_unavailable()
+    if reason is not None and not in_ci():
+        pytest.skip(f"no Slurm cluster here: {reason}", allow_module_level=True)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster() -> Iterator[slurm.SlurmCluster]:
+    """A real Slurm cluster (``tests/slurm_cluster.py``), SLURM_CONF exported for the session.
+
+    Where none can run, CI (``CI=true``) fails, saying why, and elsewhere the tests skip with the reason.
+    """
+    reason = slurm.why_unavailable()
+    if reason is None:
+        try:
+            with slurm.cluster() as cluster, pytest.MonkeyPatch.context() as patch:
+                patch.setenv("SLURM_CONF", str(cluster.conf))
+                yield cluster
+            return
+        except netns.Unavailable as exc:  # raised while making the nodes' namespaces, before the yield
+            reason = str(exc)
+    if in_ci():
+        pytest.fail(f"CI runs the Slurm cluster tests, but no cluster can run here: {reason}", pytrace=False)
+    pytest.skip(f"no Slurm cluster here: {reason}")

@@ -83,8 +83,9 @@ def test_an_absolute_package_name_writes_nothing_there(in_tmp: Path, capfd: pyte
         ({"author_email": "me"}, "author_email 'me' is not an email address"),
         ({"version": "one"}, "version 'one' is not a PEP 440 version"),
         ({"package_name": "café"}, "'cafe'"),
-        ({"project_name": "Grain"}, "package_name 'grain' would shadow"),
-        ({"project_name": "My {{ x }}"}, "package_name 'my_{{_x_}}'"),
+        ({"package_name": "grain"}, "package_name 'grain' would shadow"),
+        ({"version": "1.0.0-alpha.beta"}, "version '1.0.0-alpha.beta' is not a PEP 440 version"),
+        ({"repository_url": "github.com/me/x"}, "repository_url 'github.com/me/x' is not a web address"),
         ({"description": "a\x1bb"}, "control character"),
     ],
 )
@@ -96,6 +97,38 @@ def test_bad_answers_stop_the_bake_with_one_readable_line(
     err_lines = [line for line in capfd.readouterr().err.splitlines() if line.startswith("ERROR: ")]
     assert len(err_lines) == 1 and expected in err_lines[0], err_lines
     assert everything_under(in_tmp / "out") == set()
+
+
+@pytest.mark.parametrize(
+    ("project_name", "package_name"),
+    [('Quote " and back\\slash', "quote_and_back_slash"), ("My {{ x }}", "my_x")],  # the rest: test_hooks.py
+)
+def test_any_project_name_with_a_letter_derives_a_package_name_that_bakes(
+    tmp_path: Path, project_name: str, package_name: str
+) -> None:
+    project = bake(tmp_path, project_name=project_name)
+    assert project.name == package_name
+    assert (project / package_name / "the_sworker.py").is_file()
+    assert json.loads((project / ".template-answers.json").read_text())["project_name"] == project_name
+
+
+# More spellings: test_hooks.py checks the normalization against packaging, and every way of answering bakes 2.1.0-RC1.
+@pytest.mark.parametrize(("version", "normalized"), [("1.0-beta", "1.0b0")])
+def test_a_version_packaging_accepts_is_written_normalized_everywhere(
+    tmp_path: Path, version: str, normalized: str
+) -> None:
+    from packaging.version import Version
+
+    assert str(Version(version)) == normalized
+    project = bake(tmp_path, version=version, package_name="ver_pkg")
+    assert tomllib.loads((project / "pyproject.toml").read_text())["project"]["version"] == normalized
+    assert f'__version__ = "{normalized}"' in (project / "ver_pkg" / "__init__.py").read_text()
+    assert f"## [{normalized}]" in (project / "CHANGELOG.md").read_text()
+    recorded = json.loads((project / ".template-answers.json").read_text())
+    assert recorded["version"] == version  # the answer as given, to render the same package again
+    for name, content in tree(project).items():
+        if name != ".template-answers.json":
+            assert version.encode() not in content or version == normalized, name
 
 
 def test_the_command_line_prints_the_reason_and_fails(in_tmp: Path) -> None:
@@ -173,7 +206,8 @@ ANSWERS_FOR_MODES = {
     "description": "Line one\nline {% two %} \\ three",
     "author_name": "Ann O'Neil",
     "author_email": "ann@example.org",
-    "version": "2.1.0rc1",
+    "repository_url": "https://gitlab.com/ann/mode-pkg",
+    "version": "2.1.0-RC1",
     "license": "BSD-3-Clause",
     "capacity": "7",
     "service_url_env": "MODE_URL",
@@ -237,6 +271,7 @@ def test_every_way_of_answering_gives_the_same_package(tmp_path: Path) -> None:
     meta = tomllib.loads(reference["pyproject.toml"].decode())["project"]
     assert meta["description"] == ANSWERS_FOR_MODES["description"]
     assert meta["version"] == "2.1.0rc1"
+    assert meta["urls"]["Issues"] == "https://gitlab.com/ann/mode-pkg/-/issues"
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -311,3 +346,73 @@ def test_typed_answers_give_the_same_package_as_no_input(tmp_path: Path) -> None
     typed = tree(tmp_path / "typed" / answers["package_name"])
     reference = tree(bake_in_mode("extra_context", tmp_path / "no_input", answers))
     assert typed == reference
+
+
+# -- the oldest cookiecutter the template is tested with -------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def oldest_cookiecutter(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The ``cookiecutter`` command of a new venv holding the oldest tested release, from PyPI.
+
+    The newest tested release is the one requirements-dev.txt installs, which every other test uses.
+    """
+    oldest = load_extensions().TESTED_COOKIECUTTER[0]
+    venv = tmp_path_factory.mktemp(f"cookiecutter-{oldest}")
+    result = run([sys.executable, "-m", "venv", "--without-pip", str(venv)], venv)
+    assert result.returncode == 0, result.stderr
+    install = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet"]
+    result = run([*install, "--disable-pip-version-check", f"cookiecutter=={oldest}"], venv, timeout=240)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    return venv / "bin" / "cookiecutter"
+
+
+def load_extensions() -> Any:
+    sys.path.insert(0, str(TEMPLATE))
+    try:
+        import local_extensions
+    finally:
+        sys.path.remove(str(TEMPLATE))
+    return local_extensions
+
+
+@pytest.mark.parametrize("variant", ["server", "backendless"])
+def test_the_oldest_tested_cookiecutter_bakes_the_same_package(
+    oldest_cookiecutter: Path, tmp_path: Path, variant: str
+) -> None:
+    """Answers from a config file (typed YAML: booleans stay booleans) give the newest's package."""
+    answers = {
+        **replay_answers(variant),
+        "project_name": 'Old {{ x }} "q" é',
+        "description": "Keep {{ 7*7 }} and {% raw %} as typed",
+        "version": "1.0-beta",
+        "repository_url": "https://github.com/me/old",
+    }
+    config = tmp_path / "config.yaml"  # JSON is YAML
+    config.write_text(json.dumps({"default_context": answers, "replay_dir": str(tmp_path / "replay")}))
+    (tmp_path / "old").mkdir()
+    command = [str(oldest_cookiecutter), "--no-input", "--config-file", str(config), "-o", "old", str(TEMPLATE)]
+    result = run(command, tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.stdout.count("Created the") == 1
+    old = tree(tmp_path / "old" / answers["package_name"])
+    assert old == tree(bake_in_mode("extra_context", tmp_path / "newest", answers))
+    assert tomllib.loads(old["pyproject.toml"].decode())["project"]["description"] == answers["description"]
+
+
+def test_the_oldest_tested_cookiecutter_refuses_in_one_line_and_leaves_nothing(
+    oldest_cookiecutter: Path, tmp_path: Path
+) -> None:
+    """A yes/no on its command line arrives as text (told so), and a path as package name stays inside."""
+    (tmp_path / "out").mkdir()
+    command = [str(oldest_cookiecutter), "--no-input", "--default-config", "-o", "out", str(TEMPLATE)]
+    for answer, expected in (
+        ("backendless=yes", ("ERROR: backendless 'yes' reached the template as text", "'cookiecutter>=2.7'")),
+        ("package_name=../escaped", ("ERROR: package_name '../escaped' is a path, not a name",)),
+    ):
+        before = everything_under(tmp_path.parent)
+        result = run([*command, answer], tmp_path)
+        assert result.returncode != 0
+        (line,) = [line for line in result.stderr.splitlines() if line.startswith("ERROR: ")]
+        assert all(part in line for part in expected), line
+        assert everything_under(tmp_path.parent) == before, answer

@@ -16,6 +16,12 @@ EXPECTED_FILES = {
     "pyproject.toml",
     "README.md",
     "grain.toml",
+    "grain.cluster.toml",
+    "PKG/demo/batch.py",
+    "PKG/demo/cluster.py",
+    "PKG/demo/watch.py",
+    "tests/demo_support.py",
+    "tests/test_demo_faults.py",
     "PKG/demo/__init__.py",
     "PKG/demo/__main__.py",
     "PKG/demo/run.py",
@@ -24,6 +30,10 @@ EXPECTED_FILES = {
     "tests/conftest.py",
     "tests/test_real_grain.py",
     "tests/sworker_conformance/plugin.py",
+    "tools/in-project-env",
+    ".pre-commit-config.yaml",
+    ".github/workflows/tests.yml",
+    ".github/dependabot.yml",
 }
 VARIANT_ONLY = {"server": {"PKG/demo/server.py"}, "backendless": {"PKG/demo/service.py"}}
 JINJA_RESIDUE = re.compile(r"(?<!\$)\{\{-?\s*\w|\{%-?\s|\s-?%\}|cookiecutter\.")
@@ -75,6 +85,22 @@ def test_grain_toml_loads_with_grains_loader(baked: Path, variant: str) -> None:
     assert config.worker.specialized_type == f"{answers['package_name']}.the_sworker"
     assert config.worker.res == {"Capacity": {"V": int(answers["capacity"])}}
     assert config.head.gnaw.enabled
+
+
+def test_grain_cluster_toml_loads_with_grains_loader_and_grain_up_renders_it(baked: Path, variant: str) -> None:
+    sworker = f"{replay_answers(variant)['package_name']}.the_sworker"
+    config = load_conf(str(baked / "grain.cluster.toml"))
+    assert config.worker.specialized_type == sworker
+    assert config.head.gnaw.enabled and config.head.listen == config.worker.dial
+    result = run([sys.executable, "-m", "grain.cli", "up", "--dry", "-c", "grain.cluster.toml"], baked)
+    assert result.returncode == 0, result.stderr
+    if variant == "backendless":
+        assert "don't need to run a worker" in result.stderr
+        return
+    assert config.worker.system == "slurm" and config.worker.script.cores >= 1
+    assert "#SBATCH --ntasks-per-node=" in result.stdout and f"--sworker '{sworker}'" in result.stdout
+    countdown = re.search(r'"WTime": \{"T": "(\d+):(\d+):(\d+)", "countdown": true\}', result.stdout)
+    assert countdown and countdown[1] != "00", "the walltime leaves the worker hours, not minutes"
 
 
 def test_pyproject_parses_and_carries_the_answers(baked: Path, variant: str) -> None:

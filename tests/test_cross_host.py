@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -26,6 +25,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import netns
 import psutil
 import pytest
 from conftest import bake, replay_answers
@@ -140,108 +140,38 @@ class Network:
     stranger: str
 
 
-def ip(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["ip", *args], check=False, capture_output=True, text=True, timeout=10)
-
-
-def must(result: subprocess.CompletedProcess[str]) -> None:
-    assert result.returncode == 0, f"{' '.join(map(str, result.args))}: {result.stderr.strip()}"
-
-
 @contextmanager
 def network() -> Iterator[Network]:
     """Three namespaces, two veth pairs, addresses, links up (``lo`` too); all deleted on exit."""
-    if shutil.which("ip") is None:
-        pytest.skip("the 'ip' command (iproute2) is not installed: cannot make network namespaces")
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root (ip netns add): run as root to test across hosts")
-    tag = secrets.token_hex(3)
-    net = Network(head=f"gst-{tag}-head", worker=f"gst-{tag}-work", stranger=f"gst-{tag}-third")
-    made: list[str] = []
-    links = [f"gst{tag}h", f"gst{tag}s"]  # created inside the namespaces; listed for a failed move
     try:
-        for namespace in (net.head, net.worker, net.stranger):
-            result = ip("netns", "add", namespace)
-            if result.returncode != 0:
-                pytest.skip(f"this machine does not allow network namespaces: ip netns add: {result.stderr.strip()}")
-            made.append(namespace)
-        for (left, left_name, left_address), (right, right_name, right_address) in (
-            ((net.head, links[0], HEAD_ADDRESS), (net.worker, f"gst{tag}w", WORKER_ADDRESS)),
-            ((net.stranger, links[1], STRANGER_ADDRESS), (net.worker, f"gst{tag}x", WORKER_SIDE)),
-        ):
-            peer = ["peer", "name", right_name, "netns", right]
-            result = ip("link", "add", left_name, "netns", left, "type", "veth", *peer)
-            if result.returncode != 0:
-                pytest.skip(f"this machine does not allow veth links: {result.stderr.strip()}")
-            for namespace, name, address in ((left, left_name, left_address), (right, right_name, right_address)):
-                must(ip("-n", namespace, "addr", "add", f"{address}/24", "dev", name))
-                must(ip("-n", namespace, "link", "set", name, "up"))
-        for namespace in made:
-            must(ip("-n", namespace, "link", "set", "lo", "up"))
-        # The stranger reaches the worker node's address through its own link, as another host would.
-        must(ip("-n", net.stranger, "route", "add", "10.231.0.0/24", "via", WORKER_SIDE))
-        yield net
-    finally:
-        for namespace in made:
-            # Anything still running in our namespaces is ours: end it by pid before deleting them.
-            for pid in ip("netns", "pids", namespace).stdout.split():
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            ip("netns", "del", namespace)
-        for name in links:
-            if ip("link", "show", name).returncode == 0:
-                ip("link", "del", name)
-
-
-@contextmanager
-def started(
-    namespace: str, command: list[str], log: Path, env: Mapping[str, str], stop_signal: signal.Signals, grace: float
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``command`` inside ``namespace`` (``ip netns exec`` execs it: same pid), in its own session."""
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            ["ip", "netns", "exec", namespace, *command],
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(stop_signal)
-            try:
-                process.wait(grace)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        process.wait()
+        with netns.Network() as made:
+            net = Network(head=made.namespace("head"), worker=made.namespace("work"), stranger=made.namespace("third"))
+            made.veth(
+                netns.End(net.head, made.name("h"), f"{HEAD_ADDRESS}/24"),
+                netns.End(net.worker, made.name("w"), f"{WORKER_ADDRESS}/24"),
+            )
+            made.veth(
+                netns.End(net.stranger, made.name("s"), f"{STRANGER_ADDRESS}/24"),
+                netns.End(net.worker, made.name("x"), f"{WORKER_SIDE}/24"),
+            )
+            # The stranger reaches the worker node's address through its own link, as another host would.
+            netns.must(netns.ip("-n", net.stranger, "route", "add", "10.231.0.0/24", "via", WORKER_SIDE))
+            yield net
+    except netns.Unavailable as exc:
+        pytest.skip(f"cannot test across hosts: {exc}")
 
 
 def wait_until(ready_path: Path, processes: Mapping[str, subprocess.Popen[bytes]], logs: Path) -> None:
     deadline = time.monotonic() + STEP_TIMEOUT
     while not ready_path.exists():
         for what, process in processes.items():
-            assert process.poll() is None, f"{what} exited with code {process.returncode}\n{tails(logs)}"
-        assert time.monotonic() < deadline, f"no {ready_path.name} within {STEP_TIMEOUT:g} s\n{tails(logs)}"
+            assert process.poll() is None, f"{what} exited with code {process.returncode}\n{netns.log_tails(logs)}"
+        assert time.monotonic() < deadline, f"no {ready_path.name} within {STEP_TIMEOUT:g} s\n{netns.log_tails(logs)}"
         time.sleep(0.02)
 
 
-def tails(logs: Path) -> str:
-    return "\n".join(
-        f"--- {log.name}\n{log.read_bytes()[-2500:].decode(errors='replace')}" for log in sorted(logs.glob("*.log"))
-    )
-
-
 def probe(namespace: str, host: str, port: int, cases: dict[str, list[dict[str, object]]]) -> dict[str, dict]:
-    command = ["ip", "netns", "exec", namespace, PYTHON, "-c", PROBE_SCRIPT, host, str(port), json.dumps(cases)]
+    command = netns.inside(namespace, [PYTHON, "-c", PROBE_SCRIPT, host, str(port), json.dumps(cases)])
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=STEP_TIMEOUT)
     assert result.returncode == 0, result.stderr
     report: dict[str, dict] = json.loads(result.stdout)
@@ -295,7 +225,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
     with network() as net, ExitStack() as stack:
         stack.callback(gnaw_socket.unlink, missing_ok=True)
         gnaw = stack.enter_context(
-            started(
+            netns.started(
                 net.head,
                 [GNAW, "-hurl", f"unix://{gnaw_socket}", "-wurl", listen, "-n", "8", "-t", "10s", "-swarm", "0"],
                 tmp_path / "gnaw.log",
@@ -308,17 +238,17 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
         # The worker node: its server listens on, and is advertised at, the link's address.
         res = json.dumps({"Capacity": {"V": CAPACITY}})
         worker = stack.enter_context(
-            started(
+            netns.started(
                 net.worker,
                 [PYTHON, "-m", "grain.worker", "--url", listen, "--res", res, "--sworker", SWORKER],
                 tmp_path / "worker.log",
-                child_env(project, **BINDS[bind]),
+                child_env(project, **BINDS[bind], **{f"{PREFIX}_LOG_DIR": str(tmp_path)}),
                 signal.SIGINT,
                 10.0,
             )
         )
         head = stack.enter_context(
-            started(
+            netns.started(
                 net.head,
                 [PYTHON, str(head_script), str(config), str(state)],
                 tmp_path / "head.log",
@@ -383,7 +313,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
         (state / "go").touch()
         wait_until(state / "done.json", {"the head": head}, tmp_path)
         assert json.loads((state / "done.json").read_text())["again"] == [float(x * x) for x in range(8)]
-        assert head.wait(STEP_TIMEOUT) == 0, tails(tmp_path)
+        assert head.wait(STEP_TIMEOUT) == 0, netns.log_tails(tmp_path)
 
     # The worker (stopped with SIGINT, as a leaving worker) stopped its server.
     assert server_pid is not None

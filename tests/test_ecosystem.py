@@ -4,13 +4,18 @@ virtual environment."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 import tarfile
 import tomllib
 import zipfile
+from importlib.metadata import metadata
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +23,10 @@ import pytest
 import yaml  # PyYAML: the generated YAML (CI workflow, pre-commit) must parse
 from conftest import PRODUCTION_FILES, TEMPLATE, bake, replay_answers, run
 from cookiecutter.hooks import run_script_with_context
+from hatchling.metadata.core import ProjectMetadata
+from packaging.requirements import Requirement
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
 
 LICENSE_MARKERS = {
     "MIT": ["MIT License", "Permission is hereby granted, free of charge"],
@@ -60,7 +69,11 @@ def test_the_answers_are_recorded_for_updates(baked: Path, variant: str) -> None
     answers = as_recorded(replay_answers(variant))
     assert {key: recorded[key] for key in answers} == answers
     assert recorded["year"].isdigit()
-    assert not [key for key in recorded if key.startswith("_")]  # no paths of this machine
+    # The template's commit, which `cruft link --checkout` needs; never a path of this machine:
+    # this bake came from a local folder, so no `_template`.
+    template_commit = run(["git", "rev-parse", "HEAD"], TEMPLATE)
+    expected = {"_commit": template_commit.stdout.strip()} if template_commit.returncode == 0 else {}
+    assert {key: value for key, value in recorded.items() if key.startswith("_")} == expected
 
 
 def test_post_gen_hook_is_idempotent(variant: str, tmp_path: Path) -> None:
@@ -93,6 +106,22 @@ def test_the_license_file_is_the_chosen_one_with_author_and_year(license_name: s
     project_table = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     assert project_table["license"] == PYPROJECT_LICENSE[license_name]
     assert project_table["license-files"] == ["LICENSE"]
+    core = ProjectMetadata(str(project), None).core  # what hatchling builds from: it checks the classifiers
+    assert core.license_expression == PYPROJECT_LICENSE[license_name]
+    private = license_name == "Proprietary"
+    assert ("Private :: Do Not Upload" in core.classifiers) is private
+    assert not [c for c in core.classifiers if c.startswith("License ::")]
+    assert (project / ".github" / "workflows" / "release.yml").exists() is not private
+
+
+def test_project_urls_come_from_the_repository_answer(baked: Path, variant: str) -> None:
+    """The server replay gives a GitHub address; the backendless one none, so no placeholders are published."""
+    url = replay_answers(variant)["repository_url"]
+    expected = (
+        {"Repository": url, "Issues": f"{url}/issues", "Changelog": f"{url}/blob/main/CHANGELOG.md"} if url else None
+    )
+    assert tomllib.loads((baked / "pyproject.toml").read_text())["project"].get("urls") == expected
+    assert ProjectMetadata(str(baked), None).core.urls == (expected or {})
 
 
 def test_changelog_py_typed_and_gitignore(baked: Path, variant: str) -> None:
@@ -118,19 +147,85 @@ def test_mypy_strict_passes_as_generated(baked: Path, variant: str) -> None:
 # -- pre-commit and CI ---------------------------------------------------------------------------
 
 
-def test_pre_commit_config_runs_ruff_and_mypy(baked: Path) -> None:
+def test_pre_commit_config_is_local_only(baked: Path) -> None:
+    """No hook repository to clone (no network), and the tools come from the project's environment."""
     config = yaml.safe_load((baked / ".pre-commit-config.yaml").read_text())
+    assert config["minimum_pre_commit_version"] == "4.4.0"  # `language: unsupported`
+    assert {repo["repo"] for repo in config["repos"]} <= {"local", "meta"}
     hooks = {hook["id"]: hook for repo in config["repos"] for hook in repo["hooks"]}
-    assert {"ruff-check", "ruff-format", "mypy", "check-toml", "check-yaml"} <= set(hooks)
-    assert all(repo["rev"] for repo in config["repos"] if repo["repo"] != "local")
-    for hook_id in ("ruff-check", "ruff-format", "mypy"):  # their entries run as written here
-        command = hooks[hook_id]["entry"].replace("python ", f"{sys.executable} ", 1).split()
-        if hook_id == "ruff-check":
-            command = [*command[:-1], "--no-fix", "."]  # check only: the shared bake must stay as it is
-        elif hook_id == "ruff-format":
-            command = [*command, "--check", "."]
-        result = run(command, baked)
-        assert result.returncode == 0, f"{hook_id}: {result.stdout}{result.stderr}"
+    assert {"ruff-check", "ruff-format", "mypy", "no-trailing-whitespace", "no-merge-conflict-markers"} <= set(hooks)
+    for hook_id in ("ruff-check", "ruff-format", "mypy"):
+        assert hooks[hook_id]["language"] == "unsupported"
+        assert hooks[hook_id]["entry"].startswith("sh tools/in-project-env "), hook_id
+    assert all(hooks[name]["language"] == "pygrep" for name in hooks if name.startswith(("no-", "one-")))
+    assert os.access(baked / "tools" / "in-project-env", os.X_OK)  # also runs by hand
+
+
+def commit_all(project: Path, message: str) -> None:
+    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
+        if command[1] == "init" and (project / ".git").exists():
+            continue
+        result = run(["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *command[1:]], project)
+        assert result.returncode == 0, result.stderr
+
+
+@functools.cache
+def without_network() -> list[str]:
+    """A command prefix that runs in a new network namespace (no interface up), where this user may make one.
+
+    Elsewhere the hooks still cannot reach a network: the config names no hook repository.
+    """
+    offline = ["unshare", "--net", "--"]
+    if shutil.which("unshare") and subprocess.run([*offline, "true"], capture_output=True, timeout=30).returncode == 0:
+        return offline
+    return []
+
+
+def run_pre_commit(project: Path, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pre-commit run`` as from a fresh shell: the venv not on PATH, no VIRTUAL_ENV, and no network."""
+    env = {"PATH": os.pathsep.join(("/usr/bin", "/bin")), "HOME": str(home), "PRE_COMMIT_HOME": str(home / "cache")}
+    command = [*without_network(), str(Path(sys.executable).with_name("pre-commit")), "run", *args]
+    return subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=240)
+
+
+def test_pre_commit_passes_offline_outside_the_environment_and_catches_a_bad_file(tmp_path: Path) -> None:
+    """The README's `pre-commit run --all-files` on a fresh package: its environment in .venv/, not activated."""
+    project = bake(tmp_path / "bake", **replay_answers("server"))
+    commit_all(project, "baked")
+    (project / ".venv").symlink_to(Path(sys.prefix))  # the project's environment, with ruff and mypy
+    home = tmp_path / "home"
+
+    result = run_pre_commit(project, home, "--all-files")
+    assert result.returncode == 0, result.stdout + result.stderr
+    for hook in ("ruff check", "ruff format", "mypy", "no trailing whitespace"):
+        assert re.search(rf"^{re.escape(hook)}.*Passed$", result.stdout, re.MULTILINE), hook
+    assert not (home / "cache").exists() or not any((home / "cache").glob("repo*"))  # nothing was cloned
+
+    (project / "echo_lab" / "bad.py").write_text('import os\n\n\ndef f() -> int:\n    return "x"\n')
+    (project / "NOTES.md").write_text("trailing space \n")
+    commit_all(project, "bad")
+    result = run_pre_commit(project, home, "--all-files")
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert 'bad.py:2: error: Incompatible return value type (got "str", expected "int")' in result.stdout  # ruff fixed
+    assert "NOTES.md:1:trailing space" in result.stdout
+    assert re.search(r"^ruff check.*Failed$", result.stdout, re.MULTILINE), result.stdout  # it removed `import os`
+
+    (project / ".venv").unlink()  # no environment: the hook says what to install
+    result = run_pre_commit(project, home, "mypy", "--all-files")
+    assert result.returncode == 1
+    assert "mypy is not installed in this project's environment" in result.stdout
+    assert "pip install -e '.[demo]' --group dev" in result.stdout
+
+
+def grain_requires_python() -> SpecifierSet:
+    return SpecifierSet(metadata("grain-scheduler")["Requires-Python"])
+
+
+def python_classifiers(project: dict[str, Any]) -> list[str]:
+    prefix = "Programming Language :: Python :: 3."
+    return [
+        c.removeprefix("Programming Language :: Python :: ") for c in project["classifiers"] if c.startswith(prefix)
+    ]
 
 
 def test_ci_workflow_keeps_github_expressions_and_runs_the_suites(baked: Path) -> None:
@@ -139,23 +234,90 @@ def test_ci_workflow_keeps_github_expressions_and_runs_the_suites(baked: Path) -
     workflow = yaml.safe_load(text)
     triggers = workflow.get("on", workflow.get(True))  # YAML 1.1 reads a bare `on` as true
     assert {"push", "pull_request"} <= set(triggers)
+    assert workflow["permissions"] == {"contents": "read"}
     (job,) = workflow["jobs"].values()
-    assert job["strategy"]["matrix"]["python-version"]
+    assert "permissions" not in job
     steps = job["steps"]
     setup = next(step for step in steps if step.get("uses", "").startswith("actions/setup-python"))
     assert setup["with"]["python-version"] == "${{ matrix.python-version }}"
     commands = "\n".join(step.get("run", "") for step in steps)
     expected_commands = [
         "pip install -e '.[demo]' --group dev",
+        "pre-commit run --all-files",
         "pytest tests/sworker_conformance",
         'pytest -m "not conformance"',
-        "ruff check",
-        "ruff format --check",
-        "mypy",
         "python -m build",
     ]
     for expected in expected_commands:
         assert expected in commands, expected
+
+
+def test_ci_tests_three_pythons_grain_supports_the_ones_classified(baked: Path) -> None:
+    (job,) = yaml.safe_load((baked / ".github" / "workflows" / "tests.yml").read_text())["jobs"].values()
+    matrix = job["strategy"]["matrix"]["python-version"]
+    project = tomllib.loads((baked / "pyproject.toml").read_text())["project"]
+    assert len(matrix) >= 3
+    assert matrix == python_classifiers(project)
+    for python in matrix:
+        assert Version(python) in SpecifierSet(project["requires-python"]), python
+        assert Version(python) in grain_requires_python(), python  # Grain 0.17.1's wheel: Requires-Python
+    assert "Typing :: Typed" in project["classifiers"]
+    assert not [c for c in project["classifiers"] if c.startswith("License ::")]  # PEP 639: `license` says it
+
+
+def workflow_texts(project: Path) -> dict[str, str]:
+    return {path.name: path.read_text() for path in sorted((project / ".github" / "workflows").glob("*.yml"))}
+
+
+def test_actions_are_pinned_by_commit_and_checkouts_keep_no_credentials(baked: Path) -> None:
+    texts = workflow_texts(baked)
+    assert set(texts) == {"tests.yml", "release.yml"}
+    used = 0
+    for name, text in texts.items():
+        for line in text.splitlines():
+            if "uses:" in line:
+                used += 1
+                assert re.fullmatch(r"\s*(- )?uses: [\w.-]+/[\w.-]+@[0-9a-f]{40}  # v\d+\.\d+\.\d+", line), (name, line)
+        for job in yaml.safe_load(text)["jobs"].values():
+            for step in job["steps"]:
+                if step.get("uses", "").startswith("actions/checkout@"):
+                    assert step["with"]["persist-credentials"] is False, name
+    assert used >= 6
+
+
+def test_release_publishes_by_trusted_publishing_from_a_separate_job(baked: Path, variant: str) -> None:
+    text = workflow_texts(baked)["release.yml"]
+    assert "secrets." not in text and "password" not in text  # no stored token
+    workflow = yaml.safe_load(text)
+    assert workflow.get("on", workflow.get(True)) == {"release": {"types": ["published"]}}
+    assert workflow["permissions"] == {}
+    build, publish = workflow["jobs"]["build"], workflow["jobs"]["publish"]
+    assert build["permissions"] == {"contents": "read"}
+    assert any(step.get("uses", "").startswith("actions/upload-artifact@") for step in build["steps"])
+    assert publish["needs"] == "build"
+    assert publish["permissions"] == {"id-token": "write"}
+    assert publish["environment"]["name"] == "pypi"
+    name = replay_answers(variant)["package_name"].replace("_", "-")
+    assert publish["environment"]["url"] == f"https://pypi.org/project/{name}/"
+    uses = [step["uses"].split("@")[0] for step in publish["steps"]]
+    assert uses == ["actions/download-artifact", "pypa/gh-action-pypi-publish"]
+
+
+def test_dependabot_updates_the_actions_and_the_pip_dependencies(baked: Path) -> None:
+    config = yaml.safe_load((baked / ".github" / "dependabot.yml").read_text())
+    assert config["version"] == 2
+    assert {update["package-ecosystem"] for update in config["updates"]} == {"github-actions", "pip"}
+
+
+def test_the_dev_group_installs_with_pip(baked: Path) -> None:
+    """The README's `pip install -e '.[demo]' --group dev` resolves: here offline, from what is installed,
+    and not editable (hatchling's editable wheels need `editables`, which its isolated build gets)."""
+    command = ["python", "-m", "pip", "install", "--dry-run", "--no-index", "--no-build-isolation"]
+    result = run([*command, "--disable-pip-version-check", ".[demo]", "--group", "dev"], baked)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Would install" in result.stdout
+    groups = tomllib.loads((baked / "pyproject.toml").read_text())["dependency-groups"]["dev"]
+    assert {Requirement(dep).name for dep in groups} >= {"pytest", "ruff", "mypy", "pre-commit", "build"}
 
 
 # -- README --------------------------------------------------------------------------------------
@@ -169,8 +331,12 @@ def test_readme_covers_install_running_on_a_cluster_and_updating(baked: Path, va
     else:
         assert "No worker is needed: `grain up` says so and exits" in readme
     updating = readme.split("## Updating from the template", 1)[1].split("\n## ", 1)[0]
-    for expected in ("cruft update", "cruft link", ".template-answers.json", ".cruft.json"):
+    for expected in ("cruft update", "cruft link", ".template-answers.json", ".cruft.json", "_commit"):
         assert expected in updating, expected
+    # `cruft diff` compares with the recorded commit: it shows the user's own edits, not an update.
+    assert "shows your own edits" in " ".join(updating.split()) and "cruft diff  " not in updating
+    checks = readme.split("## Checks and releases", 1)[1].split("\n## ", 1)[0]
+    assert "pre-commit install" in checks and "tools/in-project-env" in checks
 
 
 # -- Grain version -------------------------------------------------------------------------------

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import keyword
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import TEMPLATE, replay_answers
+from conftest import TEMPLATE, replay_answers, run
 from cookiecutter.environment import StrictEnvironment
 
 HOOKS = TEMPLATE / "hooks"
@@ -80,10 +81,15 @@ def test_answers_arrive_as_data_whatever_they_hold(tmp_path: Path) -> None:
         ("capacity", "", "capacity ''"),
         ("author_email", "nobody", "not an email"),
         ("author_email", "a@b", "not an email"),
-        ("version", "1.0-beta", "not a PEP 440"),
-        ("version", "v1", "not a PEP 440"),
+        ("version", "one", "not a PEP 440"),
+        ("version", "1.0.0-alpha.beta", "not a PEP 440"),
+        ("version", "1..0", "not a PEP 440"),
+        ("repository_url", "github.com/you/project", "is not a web address"),
+        ("repository_url", "https://exa mple.com/x", "is not a web address"),
+        ("repository_url", "ftp://example.com/x", "is not a web address"),
         ("license", "GPL", "is not one of MIT"),
         ("backendless", "maybe", "is not yes or no"),
+        ("backendless", "yes", "reached the template as text"),
         ("project_name", " ", "project_name is empty"),
         ("description", "bell\x07", "control character"),
         ("author_name", "nul\x00", "control character"),
@@ -113,14 +119,97 @@ def test_valid_answers_pass(pre_gen: ModuleType) -> None:
         pre_gen.validate(replay_answers(variant))
     for name in ("x", "my_sworker", "terachem2", "_private", "a" * 50):
         pre_gen.check_package_name(name)
-    for version in ("0.1.0", "1!2.0", "1.0rc1", "2.0.post1.dev3"):
+    for version in ("0.1.0", "1!2.0", "1.0rc1", "2.0.post1.dev3", "1.0-beta", "v1.0", "1.0.0-RC1", " 1.0 "):
         pre_gen.check_version(version)
+    for url in ("", "https://github.com/you/project", "http://git.example.org:8080/a/b.git/"):
+        pre_gen.check_repository_url(url)
 
 
-def test_suggestions_are_themselves_valid(pre_gen: ModuleType) -> None:
-    for bad in ("My Cool-Sworker v2.0", "../x", "/abs", "1abc", "grain", "class", "", "ÄÖÜ", "a" * 80, "--"):
-        suggestion = pre_gen.suggest_identifier(bad)
-        pre_gen.check_package_name(suggestion)
+PROJECT_NAMES = [
+    'Quote " and back\\slash',
+    "My Cool-Sworker v2.0",
+    "My {{ x }}",
+    "../x",
+    "/abs",
+    "1abc",
+    "2",
+    "Grain",
+    "class",
+    "match",
+    "Collections",
+    "__init__",
+    "",
+    "ÄÖÜ",
+    "漢字",
+    "a" * 80,
+    "x" * 49 + " y",
+    "--",
+    "_",
+]
+
+
+def test_the_derived_package_name_is_always_valid(pre_gen: ModuleType) -> None:
+    """cookiecutter.json's default and the hook's suggestion are one function, whose names the hook accepts."""
+    rules = pre_gen.RULES
+    default = json.loads((TEMPLATE / "cookiecutter.json").read_text())["package_name"]
+    assert default == "{{ cookiecutter.project_name | package_slug }}"
+    names = [
+        *PROJECT_NAMES,
+        *sorted(rules.SHADOWED),
+        *keyword.kwlist,
+        *keyword.softkwlist,
+        *sorted(sys.stdlib_module_names),
+    ]
+    for project_name in names:
+        pre_gen.check_package_name(rules.package_slug(project_name))
+    assert rules.package_slug('Quote " and back\\slash') == "quote_and_back_slash"
+    assert rules.package_slug("Cool Sworker") == "cool_sworker"
+    assert rules.package_slug("café") == "cafe"
+    assert rules.package_slug("Grain") == "grain_sworker"
+    with pytest.raises(pre_gen.Rejected, match="such as 'my_pkg'"):  # the hook suggests what the default derives
+        pre_gen.check_package_name("My-Pkg")
+
+
+#: Versions packaging accepts, in the spellings PEP 440 allows, and some it refuses.
+VERSIONS = [
+    "0.1.0", "1.0-beta", "v1.0", "V1.0", "1.0.0-RC1", "1!2.0", "0!1.0", "1.0a", "1.0.alpha.2", "1.0_b_3", "1.0c1",
+    "1.0pre", "1.0-preview4", "1.0rc", "1.0-1", "1.0.post", "1.0-r2", "1.0rev3", "1.0_post_4", "1.0dev", "1.0.dev",
+    "1.0-dev7", "1.0a1.post2.dev3", "1.0+Ubuntu-01", "1.0+abc.5_DEF", " 1.0\n", "\u00a01.0", "01.002.0003", "1.0RC1",
+    "1.0.0-alpha.beta", "1..0", "1.0-", "v", "", "one", "1.0+", "1.0+a..b", "1.0 beta", "1.0-beta-", "1.0.post-1",
+    "\u0661.0", "1.0-\u0131", "1.0.dev1.dev2", "1.0b1a1", "- 1.0", "1.0+ü",
+]  # fmt: skip
+
+
+def generated_versions() -> list[str]:
+    """Every combination of PEP 440's parts, spelled several ways."""
+    parts = {
+        "epoch": ["", "2!"],
+        "release": ["1", "1.02.0"],
+        "pre": ["", "a1", "-BETA", ".c.2", "_preview_0"],
+        "post": ["", ".post1", "-3", "rev", "-r_5"],
+        "dev": ["", ".dev", "-DEV9"],
+        "local": ["", "+Local-7.x"],
+    }
+    versions = [""]
+    for options in parts.values():
+        versions = [version + option for version in versions for option in options]
+    return versions
+
+
+def test_pep440_normalizes_as_packaging_does(pre_gen: ModuleType) -> None:
+    from packaging.version import InvalidVersion, Version
+
+    for text in [*VERSIONS, *generated_versions()]:
+        try:
+            expected = str(Version(text))
+        except InvalidVersion:
+            with pytest.raises(ValueError):
+                pre_gen.RULES.pep440(text)
+            with pytest.raises(pre_gen.Rejected):
+                pre_gen.check_version(text)
+        else:
+            assert pre_gen.RULES.pep440(text) == expected, text
+            pre_gen.check_version(text)
 
 
 def test_the_same_variable_for_url_and_token_is_rejected(pre_gen: ModuleType) -> None:
@@ -152,11 +241,7 @@ def test_post_gen_is_idempotent_and_keeps_only_the_variant(tmp_path: Path) -> No
 
 
 def test_local_extensions_keep_answers_literal_and_folder_names_path_free() -> None:
-    sys.path.insert(0, str(TEMPLATE))
-    try:
-        import local_extensions as ext
-    finally:
-        sys.path.remove(str(TEMPLATE))
+    ext = load_extensions()
     from jinja2 import Environment
 
     env = Environment(keep_trailing_newline=True)
@@ -167,3 +252,133 @@ def test_local_extensions_keep_answers_literal_and_folder_names_path_free() -> N
         assert "/" not in part and "\\" not in part and "\x00" not in part and part not in ("", ".", "..")
     assert ext.path_part("good_name") == "good_name"
     assert "{{ cookiecutter.project_name" in " ".join(ext._template_defaults())
+
+
+# -- the answers guard checks cookiecutter ------------------------------------------------------
+
+#: Run cookiecutter's command line after changing what the guard relies on.
+BREAK_COOKIECUTTER = {
+    "renamed": (
+        "import cookiecutter.prompt as p; f = p.render_variable; "
+        "p.render_variable = type(f)(f.__code__.replace(co_name='render_value'), f.__globals__, 'render_value')"
+    ),
+    "gone": "import cookiecutter.prompt as p; del p.render_variable",
+    "reshaped": (
+        "import cookiecutter.prompt as p; f = p.render_variable; p.render_variable = lambda env, raw: f(env, raw, {})"
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("breakage", "reason"),
+    [
+        ("renamed", "the probe answer '{{ 6*7 }}' was rendered as Jinja, to '42'"),
+        ("gone", "cookiecutter.prompt.render_variable is gone"),
+        ("reshaped", "takes ['env', 'raw'], not (env, raw, cookiecutter_dict)"),
+    ],
+)
+def test_the_bake_stops_with_one_line_when_the_guard_cannot_work(tmp_path: Path, breakage: str, reason: str) -> None:
+    script = f"{BREAK_COOKIECUTTER[breakage]}\nfrom cookiecutter.cli import main\nmain()"
+    command = [sys.executable, "-c", script, "--no-input", "-o", str(tmp_path / "out"), str(TEMPLATE)]
+    result = run([*command, "description={{ 7*7 }}"], tmp_path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("ERROR: this template cannot keep answers as data with cookiecutter "), lines
+    assert reason in lines[0] and "python -m pip install 'cookiecutter>=2.2.0,<=2.7.1'" in lines[0], lines
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_guard_accepts_this_cookiecutter_and_names_the_tested_versions() -> None:
+    from importlib.metadata import version
+
+    ext = load_extensions()
+    ext._check_render_variable()  # raises GuardUnavailable if this cookiecutter is not what it relies on
+    assert version("cookiecutter") == ext.TESTED_COOKIECUTTER[-1]  # requirements-dev.txt pins the newest tested
+    readme = (TEMPLATE / "README.md").read_text()
+    for tested in ext.TESTED_COOKIECUTTER:
+        assert f"cookiecutter {tested}" in readme, tested
+
+
+# -- where the template came from ------------------------------------------------------------------
+
+
+def load_extensions() -> ModuleType:
+    sys.path.insert(0, str(TEMPLATE))
+    try:
+        import local_extensions
+    finally:
+        sys.path.remove(str(TEMPLATE))
+    return local_extensions
+
+
+def git(args: list[str], cwd: Path) -> str:
+    result = run(["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *args], cwd)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.strip()
+
+
+def test_the_checked_out_commit_is_read_from_git_files(tmp_path: Path) -> None:
+    ext = load_extensions()
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    assert ext.checked_out_commit(repo) is None  # not a git work tree
+    git(["init", "-q", "-b", "main"], repo)
+    assert ext.checked_out_commit(repo) is None  # no commit yet
+    for message in ("one", "two"):
+        (repo / "f").write_text(message)
+        git(["add", "f"], repo)
+        git(["commit", "-q", "-m", message], repo)
+    head = git(["rev-parse", "HEAD"], repo)
+    assert ext.checked_out_commit(repo) == head  # a loose ref
+    git(["pack-refs", "--all"], repo)
+    assert not (repo / ".git" / "refs" / "heads" / "main").exists()
+    assert ext.checked_out_commit(repo) == head  # a packed ref
+    first = git(["rev-parse", "HEAD~1"], repo)
+    git(["worktree", "add", "-q", "--detach", str(tmp_path / "detached"), first], repo)
+    assert ext.checked_out_commit(tmp_path / "detached") == first  # a worktree, detached
+    git(["worktree", "add", "-q", "-b", "other", str(tmp_path / "branch"), "main"], repo)
+    assert ext.checked_out_commit(tmp_path / "branch") == head  # a worktree on a branch
+
+
+def test_the_origin_records_urls_and_commits_never_local_paths(tmp_path: Path) -> None:
+    ext = load_extensions()
+    commit = "a" * 40
+    assert ext.template_origin({"_template": "gh:org/tmpl", "_commit": commit}) == {
+        "_template": "https://github.com/org/tmpl.git",
+        "_commit": commit,
+    }
+    assert ext.template_origin({"_template": "https://user:t0ken@example.org/org/tmpl.git"})["_template"] == (
+        "https://example.org/org/tmpl.git"
+    )
+    assert (
+        ext.template_origin({"_template": "git@github.com:org/tmpl.git"})["_template"] == "git@github.com:org/tmpl.git"
+    )
+    for local in ("../tmpl", str(tmp_path), "~/tmpl", "tmpl.zip", "file:///tmp/tmpl"):
+        assert "_template" not in ext.template_origin({"_template": local, "_repo_dir": str(tmp_path)}), local
+
+
+def test_project_urls_link_what_the_host_has() -> None:
+    ext = load_extensions()
+    assert ext.project_urls("") == {}
+    assert ext.project_urls("https://gitlab.com/me/x.git/") == {
+        "Repository": "https://gitlab.com/me/x",
+        "Issues": "https://gitlab.com/me/x/-/issues",
+        "Changelog": "https://gitlab.com/me/x/-/blob/main/CHANGELOG.md",
+    }
+    assert ext.project_urls("http://git.example.org:8080/me/x/") == {"Repository": "http://git.example.org:8080/me/x"}
+    for bad in ("git.example.org/me/x", "https://exa mple.org", 'https://x.org/"q"', "ssh://git@x.org/me/x"):
+        with pytest.raises(ValueError):
+            ext.project_urls(bad)
+
+
+def test_post_gen_is_quiet_only_in_a_throwaway_render(tmp_path: Path) -> None:
+    import tempfile
+
+    module = render_hook("post_gen_project", replay_answers("server"), tmp_path)
+    with tempfile.TemporaryDirectory() as throwaway:  # where cruft renders for update and diff
+        project = Path(throwaway) / "echo_lab"
+        project.mkdir()
+        assert module.is_throwaway_render(project, {"package_name": "echo_lab"})
+        assert not module.is_throwaway_render(project, {"package_name": "echo_lab", "_output_dir": throwaway})
+    assert not module.is_throwaway_render(tmp_path / "echo_lab", {"package_name": "echo_lab"})

@@ -120,6 +120,18 @@ def assert_conformance_passes(project: Path) -> None:
     assert " passed" in result.stdout.strip().splitlines()[-1]
 
 
+def assert_cruft_diff_shows_own_edits_reversed(project: Path, tmp_path: Path) -> None:
+    """Why the generated README does not call `cruft diff` a preview of an update (the edit is undone after)."""
+    with (project / "README.md").open("a") as readme:
+        readme.write("\nA line of my own.\n")
+    commit_all(project, "an edit of my own")
+    shown = cruft(["diff", "--project-dir", str(project)], tmp_path)
+    assert "-A line of my own." in shown  # the user's edit, reversed
+    assert "CHANGELOG.md" not in shown and "OBSOLETE.md" not in shown  # nothing of the newer template
+    assert "Created the" not in shown
+    git(["reset", "-q", "--hard", "HEAD~1"], project)
+
+
 @pytest.mark.parametrize("variant", ["server", "backendless"])
 def test_cruft_update_from_an_earlier_commit_equals_a_fresh_bake(
     variant: str, template_repo: dict[str, Any], tmp_path: Path
@@ -129,15 +141,23 @@ def test_cruft_update_from_an_earlier_commit_equals_a_fresh_bake(
     source = str(template_repo["path"])
     context = json.dumps(answers)
 
-    cruft(["create", "--no-input", "--checkout", template_repo["earlier"], "--extra-context", context,
-           "--output-dir", str(tmp_path / "old"), source], tmp_path)  # fmt: skip
+    created = cruft(["create", "--no-input", "--checkout", template_repo["earlier"], "--extra-context", context,
+                     "--output-dir", str(tmp_path / "old"), source], tmp_path)  # fmt: skip
+    assert created.count(f"Created the {variant} sworker package") == 1
     project = tmp_path / "old" / package
     assert not (project / "CHANGELOG.md").exists() and (project / "OBSOLETE.md").exists()
     state = json.loads((project / ".cruft.json").read_text())
     assert state["commit"] == template_repo["earlier"]
+    assert json.loads((project / ".template-answers.json").read_text())["_commit"] == template_repo["earlier"]
     commit_package(project)
+    if variant == "server":
+        assert_cruft_diff_shows_own_edits_reversed(project, tmp_path)
 
-    cruft(["update", "--skip-apply-ask", "--project-dir", str(project)], tmp_path)
+    updated = cruft(["update", "--skip-apply-ask", "--project-dir", str(project)], tmp_path)
+    review = git(["diff", "HEAD"], project)  # as the generated README says: review, then commit or reset
+    assert "+++ b/CHANGELOG.md" in review and "--- a/OBSOLETE.md" in review, review[-3000:]
+    assert '-    "mypy>=1.5",' in review and '+    "mypy>=1.10",' in review
+    assert "Created the" not in updated  # cruft's renders of the old and new template are not bakes
     cruft(
         ["create", "--no-input", "--extra-context", context, "--output-dir", str(tmp_path / "fresh"), source], tmp_path
     )
@@ -148,6 +168,7 @@ def test_cruft_update_from_an_earlier_commit_equals_a_fresh_bake(
     fresh_state = json.loads((fresh / ".cruft.json").read_text())
     assert updated_state["commit"] == fresh_state["commit"] == template_repo["newer"]
     assert updated_state["context"] == fresh_state["context"]
+    assert json.loads((project / ".template-answers.json").read_text())["_commit"] == template_repo["newer"]
     cruft(["check", "--project-dir", str(project)], tmp_path)
     assert_conformance_passes(project)
 
@@ -173,13 +194,15 @@ def test_a_cookiecutter_bake_links_with_its_recorded_answers_and_updates(
     finally:
         git(["worktree", "remove", "--force", str(earlier_template)], template_repo["path"])
     recorded = (project / ".template-answers.json").read_text()
+    assert json.loads(recorded)["_commit"] == template_repo["earlier"]  # read from the template's .git
+    assert "_template" not in json.loads(recorded)  # a local folder: no path of this machine is recorded
     commit_package(project)
 
-    cruft(["link", "--no-input", "--checkout", template_repo["earlier"], "--extra-context", recorded,
+    cruft(["link", "--no-input", "--checkout", json.loads(recorded)["_commit"], "--extra-context", recorded,
            "--project-dir", str(project), source], tmp_path)  # fmt: skip
     git(["add", ".cruft.json"], project)
     git(["commit", "-q", "-m", "link to the template"], project)
-    cruft(["update", "--skip-apply-ask", "--project-dir", str(project)], tmp_path)
+    assert "Created the" not in cruft(["update", "--skip-apply-ask", "--project-dir", str(project)], tmp_path)
 
     fresh = Path(
         cookiecutter(

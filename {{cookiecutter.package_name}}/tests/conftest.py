@@ -1,6 +1,13 @@
 """Test set-up. The generic conformance kit (tests/sworker_conformance) is a pytest plugin."""
 
 import signal
+{%- if not cookiecutter.backendless %}
+from collections.abc import Iterator
+
+import pytest
+
+from {{ cookiecutter.package_name }}.the_sworker import LOG_DIR_ENV
+{%- endif %}
 
 pytest_plugins = ["sworker_conformance.plugin"]
 
@@ -8,3 +15,13 @@ pytest_plugins = ["sworker_conformance.plugin"]
 # would inherit that: a Grain worker could then not be asked to leave. Take SIGINT back.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+{%- if not cookiecutter.backendless %}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The servers the tests start log into a temporary folder, not into this project."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(LOG_DIR_ENV, str(tmp_path_factory.mktemp("server-logs")))
+        yield
+{%- endif %}

@@ -75,6 +75,25 @@ def alive(pid: int) -> bool:
         return False
 
 
+def command_line(process: psutil.Process) -> str:
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def kill(processes: list[psutil.Process]) -> None:
+    """End these processes if they are still there (what a failed test left, orphans among them).
+
+    psutil checks that each pid is still the process seen before, not a newcomer with a reused pid.
+    """
+    for process in processes:
+        try:
+            process.kill()
+        except psutil.Error:
+            pass
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return [p for p in psutil.Process(pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
@@ -103,6 +122,44 @@ def head_process(mode: str, config: Path, workdir: Path, env: Mapping[str, str])
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
         log.close()
+
+
+@contextmanager
+def demo_process(workdir: Path, tasks: int = 100_000) -> Iterator[subprocess.Popen[str]]:
+    """The demo, ``python -m {{ cookiecutter.package_name }}.demo``, as a head process of its own; ended by its pid on exit.
+
+    ``tasks`` is more than it runs in the time a test takes: a signal finds it mid-run.
+    """
+    log = open(workdir / "demo.log", "w")  # closed in finally
+    process = subprocess.Popen(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo", "--tasks", str(tasks)],
+        cwd=PROJECT,
+        env=child_environment(SWORKER, {}),
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        log.close()
+
+
+def wait_for_descendants(pid: int, *names: str, timeout: float = 30) -> list[psutil.Process]:
+    """Wait until ``pid`` has running descendants whose command lines hold each of ``names``; return them all."""
+    found: list[psutil.Process] = []
+
+    def started() -> bool:
+        found[:] = descendants(pid)
+        return all(any(name in command_line(p) for p in found) for name in names)
+
+    wait_until(started, timeout, f"{', '.join(names)} started")
+    return found
 
 
 def listening_addresses(command: list[str], env: Mapping[str, str]) -> list[str]:

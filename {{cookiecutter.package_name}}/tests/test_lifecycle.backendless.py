@@ -21,11 +21,15 @@ import pytest
 from lifecycle_support import (
     PROJECT,
     SWORKER,
+    alive,
+    demo_process,
     descendants,
     head_process,
+    kill,
     listening_addresses,
     run_trio,
     start_and_connect,
+    wait_for_descendants,
     wait_until,
 )
 
@@ -231,3 +235,23 @@ def test_a_failing_tasklet_is_retried_three_times_then_the_head_waits_forever(
             # Grain 0.17 then waits forever (or, sometimes, crashes with KeyError: the instance name).
             assert head.poll() is None or "KeyError" in log, log[-3000:]
             assert "failed 'square' (HTTP 400): square needs a number, got 'not a number'" in log
+
+
+@pytest.mark.real_grain
+@pytest.mark.parametrize(
+    ("signum", "limit"),
+    [pytest.param(signal.SIGTERM, 10.0, id="SIGTERM"), pytest.param(signal.SIGKILL, 5.0, id="SIGKILL")],
+)
+def test_the_demo_service_never_outlives_its_head(signum: signal.Signals, limit: float, tmp_path: Path) -> None:
+    """The demo (the head) started the service and Gnaw: its cleanup ends them on SIGTERM, their guards on SIGKILL."""
+    with demo_process(tmp_path) as demo:
+        started = wait_for_descendants(demo.pid, "gnaw", "demo.service")
+        try:
+            demo.send_signal(signum)
+            what = f"what the demo started, after {signum.name}"
+            wait_until(lambda: not any(alive(p.pid) for p in started), limit, what)
+            wait_until(lambda: demo.poll() is not None, limit, f"the demo exits on {signum.name}")
+        finally:
+            kill(started)
+    if signum == signal.SIGTERM:  # it handled SIGTERM (as SIGINT), and so ran its cleanup
+        assert demo.returncode != -signal.SIGTERM, (tmp_path / "demo.log").read_text()[-3000:]

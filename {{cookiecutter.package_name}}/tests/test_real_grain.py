@@ -7,34 +7,19 @@ import subprocess
 import sys
 from pathlib import Path
 
-import psutil
 import pytest
+from demo_support import leftover_processes
 from grain.config import load_conf
 
 from {{ cookiecutter.package_name }} import DEFAULT_CAPACITY
+from {{ cookiecutter.package_name }}.demo.cluster import ClusterConfig
 from {{ cookiecutter.package_name }}.demo.local_grain import is_backendless
-from {{ cookiecutter.package_name }}.demo.run import RUN_MARK_ENV
 
 pytestmark = pytest.mark.real_grain
 
 PROJECT = Path(__file__).resolve().parents[1]
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 DEMO_TIMEOUT = 120
-
-
-def leftover_processes(pids: list[int], run_mark: str) -> list[str]:
-    """Processes the demo started: by pid, or carrying its run's mark in their environment."""
-    left = []
-    for process in psutil.process_iter(["pid", "cmdline", "status"]):
-        if process.info["status"] == psutil.STATUS_ZOMBIE:
-            continue
-        try:
-            marked = process.environ().get(RUN_MARK_ENV) == run_mark
-        except psutil.Error:
-            marked = False
-        if process.info["pid"] in pids or marked:
-            left.append(f"{process.info['pid']}: {' '.join(process.info['cmdline'] or [])}")
-    return left
 
 
 def test_grain_toml_loads_with_grains_own_loader() -> None:
@@ -89,3 +74,30 @@ def test_grain_up_renders_what_the_variant_needs() -> None:
         assert "python -m grain.worker --url 'tcp://127.0.0.1:4242'" in result.stdout
         assert f"--sworker '{SWORKER}'" in result.stdout
         assert '"Capacity": {"V": ' + str(DEFAULT_CAPACITY) + "}" in result.stdout
+
+
+def test_grain_cluster_toml_loads_and_grain_up_renders_what_the_variant_needs() -> None:
+    config = ClusterConfig.load(PROJECT / "grain.cluster.toml")
+    assert config.worker.specialized_type == SWORKER
+    assert config.head.gnaw.enabled and config.head.listen == config.worker.dial
+    result = subprocess.run(
+        [sys.executable, "-m", "grain.cli", "up", "--dry", "-c", str(PROJECT / "grain.cluster.toml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=PROJECT,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    if is_backendless(SWORKER):
+        assert "don't need to run a worker" in result.stderr
+        assert not config.worker.script.cores, "cores would give the head's instance Node resources"
+        return
+    assert config.system == "slurm" and config.worker.script.cores >= 1
+    countdown = config.countdown_seconds()
+    assert countdown is not None and countdown > 3600, "a walltime well over 3 minutes"
+    script = result.stdout
+    assert "#SBATCH --ntasks-per-node=1" in script and "#SBATCH -o grain-worker-%j.log" in script
+    assert 'export {{ cookiecutter.package_name | upper }}_HOST="$(hostname -I' in script
+    # The hazard the README explains: with cores, the instance also carries Node (and a countdown).
+    assert '"Node": {"N": 1' in script and '"WTime": {"T": "03:57:00", "countdown": true}' in script
+    assert f"--sworker '{SWORKER}'" in script

@@ -14,9 +14,10 @@ import socket
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from .client import Client, call_timeout, max_concurrent
-from .server_process import pick_free_port, running_server
+from .server_process import ServerStartError, pick_free_port, running_server
 
 GRAIN_SWORKER_CONFIG: dict[str, object] = {}
 
@@ -45,6 +46,9 @@ SECRET_ENV = "{{ cookiecutter.package_name | upper }}_SERVER_SECRET"
 #: Seconds to wait for the server to listen before giving up with an error.
 STARTUP_TIMEOUT_ENV = "{{ cookiecutter.package_name | upper }}_STARTUP_TIMEOUT"
 DEFAULT_STARTUP_TIMEOUT = 60.0
+#: The server's output goes to ``{{ cookiecutter.package_name }}-<host>-<port>.log`` in this directory
+#: (default: the worker's working directory), at most 2 MB per instance (see ``server_process``).
+LOG_DIR_ENV = "{{ cookiecutter.package_name | upper }}_LOG_DIR"
 
 
 def server_addresses() -> tuple[str, str]:
@@ -62,6 +66,11 @@ def node_address() -> str:
     return address
 
 
+def server_log_path(host: str, port: int) -> Path:
+    """Where the output of the server at ``host:port`` goes: one file per instance, named after it."""
+    return Path(os.environ.get(LOG_DIR_ENV) or os.getcwd()) / f"{{ cookiecutter.package_name }}-{host}-{port}.log"
+
+
 def startup_timeout() -> float:
     """The bounded readiness wait, in seconds (``STARTUP_TIMEOUT_ENV``)."""
     raw = os.environ.get(STARTUP_TIMEOUT_ENV, "")
@@ -75,7 +84,10 @@ def startup_timeout() -> float:
 async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
     """Start one server instance on this node; yield its name and how to reach it."""
     bind, host = server_addresses()
-    port = pick_free_port(bind)
+    try:
+        port = pick_free_port(bind)
+    except OSError as exc:  # not an address of this node, or not an address at all
+        raise ServerStartError(f"cannot listen on {bind!r} (from {HOST_ENV}): {exc}") from exc
     command = [part.format(host=bind, port=port) for part in SERVER_COMMAND]
     # A fresh secret per instance: only the head that receives it may connect.
     # It reaches the server through the environment, never the command line.
@@ -86,6 +98,7 @@ async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
         port=port,
         startup_timeout=startup_timeout(),
         env={SECRET_ENV: secret},
+        log_path=server_log_path(host, port),
     ):
         yield {"name": f"{{ cookiecutter.package_name }}@{host}:{port}", "host": host, "port": port, "secret": secret}
 

@@ -2,7 +2,8 @@
 
 Nothing, for a server sworker: the worker's ``grain_run_sworker`` starts the
 server. On one machine it listens on, and is reached at, loopback: set
-explicitly here, whatever this node's name resolves to.
+explicitly here, whatever this node's name resolves to, unless you set
+``HOST_ENV`` yourself (to try an address: its errors then show as on a cluster).
 """
 
 from __future__ import annotations
@@ -23,8 +24,5 @@ DEMO_CALL_TIMEOUT = "10"
 @contextmanager
 def local_service() -> Iterator[dict[str, str]]:
     """The environment variables the head and the worker need on one machine."""
-    yield {
-        HOST_ENV: LOOPBACK,
-        ADVERTISE_HOST_ENV: LOOPBACK,
-        CALL_TIMEOUT_ENV: os.environ.get(CALL_TIMEOUT_ENV) or DEMO_CALL_TIMEOUT,
-    }
+    addresses = {} if os.environ.get(HOST_ENV) else {HOST_ENV: LOOPBACK, ADVERTISE_HOST_ENV: LOOPBACK}
+    yield {**addresses, CALL_TIMEOUT_ENV: os.environ.get(CALL_TIMEOUT_ENV) or DEMO_CALL_TIMEOUT}

@@ -3,7 +3,8 @@
 The demo and the end-to-end tests use it. The calling process is the head (it
 runs ``grain.delayed.run`` with the config written here), everything binds to
 loopback, and every process started here is ended here, by its pid: the worker
-first (it tears its server down), then Gnaw.
+first (it tears its server down), then Gnaw. None outlives the calling process,
+whatever signal ends it (see ``running_process``).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from pathlib import Path
 
 import psutil
 
+from ..lifeline import WATCHDOG_GRACE, Watchdog, die_with_parent, sigterm_as_sigint
+
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0
 #: A worker leaves the head and tears its server down within this time.
@@ -47,6 +50,10 @@ class LocalGrain:
     listen: str
     gnaw_pid: int
     worker_pid: int | None
+    #: Where the config and the logs are.
+    workdir: Path
+    #: What was started, for a caller that watches it: (what it is, the process, its log).
+    processes: tuple[tuple[str, subprocess.Popen[bytes], Path], ...] = ()
 
 
 def free_port() -> int:
@@ -81,20 +88,28 @@ def local_grain(
     capacity: int,
     idle_quit: str = "10s",
     env: Mapping[str, str] | None = None,
+    workdir: Path | None = None,
 ) -> Iterator[LocalGrain]:
-    """Run Gnaw (and a worker unless the sworker is backendless) until the block ends."""
-    with tempfile.TemporaryDirectory(prefix="grain-") as tmp, ExitStack() as stack:
-        workdir = Path(tmp)
+    """Run Gnaw (and a worker unless the sworker is backendless) until the block ends.
+
+    The config and the logs go to ``workdir``, which the caller keeps (e.g. when the run
+    failed); without one, they go to a temporary folder removed on exit.
+    """
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="grain-")))
         listen = f"tcp://{LOOPBACK}:{free_port()}"
         config_path = workdir / "grain.toml"
         config_path.write_text(render_config(listen, sworker, capacity, idle_quit))
         child_env = child_environment(sworker, env or {})
 
         gnaw = stack.enter_context(_gnaw(listen, idle_quit, workdir, child_env))
+        processes = [("Gnaw", gnaw, workdir / "gnaw.log")]
         worker = None
         if not is_backendless(sworker):
             worker = stack.enter_context(_worker(listen, sworker, capacity, workdir, child_env))
-        yield LocalGrain(config_path, listen, gnaw.pid, worker.pid if worker else None)
+            processes.append(("the worker", worker, workdir / "worker.log"))
+        yield LocalGrain(config_path, listen, gnaw.pid, worker.pid if worker else None, workdir, tuple(processes))
 
 
 @contextmanager
@@ -121,7 +136,9 @@ def _worker(
     res = json.dumps({"Capacity": {"V": int(capacity)}})
     command = [sys.executable, "-m", "grain.worker", "--url", listen, "--res", res, "--sworker", sworker]
     # SIGINT makes the worker leave the head cleanly and cancel grain_run_sworker.
-    with running_process(command, workdir / "worker.log", env, signal.SIGINT, WORKER_STOP_TIMEOUT) as worker:
+    # It runs in the work directory, as a batch job runs in its own: its server's log goes there.
+    log = workdir / "worker.log"
+    with running_process(command, log, env, signal.SIGINT, WORKER_STOP_TIMEOUT, cwd=workdir) as worker:
         yield worker
 
 
@@ -132,28 +149,52 @@ def running_process(
     env: Mapping[str, str],
     stop_signal: signal.Signals = signal.SIGTERM,
     stop_timeout: float = 5.0,
+    cwd: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Run ``command`` in a session of its own, output to ``log``; stop it on exit."""
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,
-            # A shell runs background jobs with SIGINT ignored, and children inherit that:
-            # restore it, or the worker could not be asked to leave (and tear its server down).
-            preexec_fn=_default_sigint,
-        )
+    """Run ``command`` in a session of its own, output to ``log``; stop it on exit.
+
+    It never outlives this process: SIGTERM here runs the ``finally:`` that
+    stops it, and if this process is killed outright the kernel (Linux) or a
+    watchdog ends it (see ``lifeline``).
+    """
+    parent = os.getpid()
+
+    def in_child() -> None:
+        # A shell runs background jobs with SIGINT ignored, and children inherit that:
+        # restore it, or the worker could not be asked to leave (and tear its server down).
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        die_with_parent(parent)
+
+    with sigterm_as_sigint():
+        with open(log, "wb") as output:
+            process = subprocess.Popen(
+                command,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=dict(env),
+                cwd=cwd,
+                start_new_session=True,
+                preexec_fn=in_child,
+            )
+        watchdog = None
+        try:
+            watchdog = Watchdog(process.pid, note=log)
+            yield process
+        finally:
+            stop(process, stop_signal, stop_timeout)
+            if watchdog is not None:
+                _dismiss(watchdog)
+
+
+def _dismiss(watchdog: Watchdog) -> None:
+    """Tell the watchdog its process is stopped, and reap it."""
+    watchdog.stand_down()
     try:
-        yield process
-    finally:
-        stop(process, stop_signal, stop_timeout)
-
-
-def _default_sigint() -> None:
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+        watchdog.process.wait(WATCHDOG_GRACE)
+    except subprocess.TimeoutExpired:
+        watchdog.process.kill()
+        watchdog.process.wait()
 
 
 def stop(process: subprocess.Popen[bytes], stop_signal: signal.Signals, timeout: float) -> None:

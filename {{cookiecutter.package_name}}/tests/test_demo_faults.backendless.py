@@ -1,0 +1,81 @@
+"""The demo never waits silently, and the smoke run works with the cluster config (real Grain).
+
+Grain would wait forever when the service goes away: each tasklet fails, three failures drop the
+instance, and nothing is left to run the rest. The demo watches the head's instances and ends
+within seconds, naming the service. The smoke run (``--config``) runs the head alone here: a
+backendless sworker needs no worker job.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from demo_support import PROJECT, demo, leftover_processes
+
+from {{ cookiecutter.package_name }}.client import URL_ENV
+from {{ cookiecutter.package_name }}.demo.cluster import gnaws_listening_on
+from {{ cookiecutter.package_name }}.demo.environment import local_service
+from {{ cookiecutter.package_name }}.demo.local_grain import free_port
+
+pytestmark = pytest.mark.real_grain
+
+LOST_INSTANCE_LIMIT = 60.0
+SMOKE_RUN_LIMIT = 60.0
+INSTANCE = "{{ cookiecutter.package_name }}"
+
+
+def test_a_service_killed_mid_run_ends_the_demo_naming_it(tmp_path: Path) -> None:
+    # About 10 s of tasklets at capacity 4 (each holds its slot 20 ms): the kill lands mid-batch.
+    with demo(tmp_path, "--tasks", "2000", "--pause", "0.02", "--json") as run:
+        run.wait_for_line("first result after", timeout=60)
+        service = run.child("{{ cookiecutter.package_name }}.demo.service")
+        port = service.cmdline()[service.cmdline().index("--port") + 1]
+        service.kill()
+        code, _ = run.finish(LOST_INSTANCE_LIMIT)
+        summary = run.summary()
+    assert code == 1, run.output()
+    assert "lost its last sworker instance" in summary["error"], run.output()
+    assert f"the service at http://127.0.0.1:{port} ({URL_ENV})" in run.stderr, run.output()
+    assert 0 < summary["tasks"] < 2000
+    assert f"logs kept in {summary['logs']}" in run.stderr
+    assert leftover_processes(summary["pids"], summary["run_mark"]) == []
+    shutil.rmtree(summary["logs"])
+
+
+@pytest.fixture
+def cluster_config(tmp_path: Path) -> Iterator[Path]:
+    """grain.cluster.toml as a user adapts it, here: the head on a free loopback port."""
+    listen = f"tcp://127.0.0.1:{free_port()}"
+    text = re.sub(r"tcp://head-node:\d+", listen, (PROJECT / "grain.cluster.toml").read_text())
+    config = tmp_path / "grain.cluster.toml"
+    config.write_text(text)
+    yield config
+    assert gnaws_listening_on(listen) == set(), "the smoke run left its Gnaw running"
+
+
+def test_the_smoke_run_with_the_cluster_config_runs_the_head_alone(tmp_path: Path, cluster_config: Path) -> None:
+    with (
+        local_service() as service_env,
+        demo(
+            tmp_path, "--config", str(cluster_config), "--workers", "0", "--tasks", "200", "--json", env=service_env
+        ) as run,
+    ):
+        code, _ = run.finish(SMOKE_RUN_LIMIT)
+        summary = run.summary()
+    assert code == 0, run.output()
+    assert summary["tasks"] == 200 and summary["wrong"] == 0
+    assert summary["instances"] == [INSTANCE] and summary["workers"] == 0
+    assert summary["jobs"] == [] and "grain up" not in run.stderr
+    assert summary["first_result_seconds"] <= summary["last_result_seconds"] < summary["seconds"]
+
+
+def test_the_smoke_run_without_the_service_settings_says_which_is_missing(tmp_path: Path, cluster_config: Path) -> None:
+    with demo(tmp_path, "--config", str(cluster_config), "--json", env={URL_ENV: ""}) as run:
+        code, _ = run.finish(SMOKE_RUN_LIMIT)
+        summary = run.summary()
+    assert code == 1, run.output()
+    assert f"set the environment variable {URL_ENV}" in summary["error"], run.output()

@@ -1,0 +1,151 @@
+"""One batch of tasklets through the sworker, with this process as the Grain head.
+
+Both demos run it, the one on this machine and the smoke run on a cluster:
+``grain.delayed.run`` makes this process the head, a :class:`~.watch.Watch` runs beside the
+batch, and each tasklet records on which instance its result came back, and when.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import anyio
+import grain.delayed
+from grain import GVAR
+from grain.delayed import delayed, each
+from grain.resource import Capacity
+
+from ..tasklet import square
+from .watch import RunFailed, Tally, Watch
+
+
+async def _recorded_square(x: float, tally: Tally, pause: float) -> float:
+    """The package's ``square``, noting where its result came from (or what went wrong there)."""
+    instance = str(GVAR.instance)
+    try:
+        result: float = await square.fn(x)
+    except Exception as exc:
+        tally.error(instance, exc)
+        raise
+    tally.result(instance)
+    if pause > 0:
+        await anyio.sleep(pause)  # holds the instance's slot, as a longer computation would
+    return result
+
+
+#: Submitted as ``(recorded_square @ Capacity(1))(x, tally, pause)``: a resource without ``N``,
+#: so it runs on the head against the sworker; its arguments are never pickled.
+recorded_square = delayed(_recorded_square)
+
+
+class Stage(Protocol):
+    """What a run does on the head around the batch (the cluster's: submit, then stop, workers)."""
+
+    async def before(self, watch: Watch) -> None: ...
+
+    async def after(self, watch: Watch) -> None: ...
+
+
+@dataclass
+class BatchResult:
+    """The results in submission order, and the tally of who produced them when."""
+
+    xs: list[float]
+    results: list[float] = field(default_factory=list)
+    joined_seconds: float | None = None
+
+    def wrong(self) -> list[tuple[float, float]]:
+        return [(x, r) for x, r in zip(self.xs, self.results, strict=False) if r != x * x]
+
+
+def run_batch(
+    config: Path, xs: list[float], watch: Watch, *, pause: float = 0.0, stage: Stage | None = None
+) -> BatchResult:
+    """Run the batch on a head made from ``config``; :class:`RunFailed` says why it could not finish."""
+    batch = BatchResult(xs)
+    tally = watch.tally
+
+    async def root() -> None:
+        head_started = time.perf_counter()
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch.run)
+            if stage is not None:
+                await stage.before(watch)
+                batch.joined_seconds = time.perf_counter() - head_started
+            tally.started = time.perf_counter()
+            futures = [(recorded_square @ Capacity(1))(x, tally, pause) for x in xs]
+            batch.results.extend(await each(futures))
+            group.cancel_scope.cancel()
+        if stage is not None:
+            await stage.after(watch)
+
+    try:
+        grain.delayed.run(root, config_file=str(config))
+    except BaseException as exc:
+        leaves = list(_leaves(exc))
+        if any(isinstance(leaf, KeyboardInterrupt) for leaf in leaves):
+            raise KeyboardInterrupt from exc  # Ctrl-C, wherever in the head's tasks it landed
+        failed = next((leaf for leaf in leaves if isinstance(leaf, RunFailed)), None)
+        if failed is not None:
+            raise failed from None
+        errors = [leaf for leaf in leaves if isinstance(leaf, Exception)]
+        if not errors:
+            raise  # SystemExit, or a cancellation: not ours to explain
+        raise RunFailed(_head_crash(errors[0])) from exc
+    return batch
+
+
+def _leaves(exc: BaseException) -> Iterator[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            yield from _leaves(inner)
+    else:
+        yield exc
+
+
+def _head_crash(exc: Exception) -> str:
+    where = traceback.extract_tb(exc.__traceback__)
+    place = f" in {Path(where[-1].filename).name}, {where[-1].name}()" if where else ""
+    message = f"the Grain head stopped with {type(exc).__name__}: {exc}{place}"
+    if isinstance(exc, KeyError) and "remote_exer" in place:
+        message += (
+            "\nGrain 0.17 crashes so when it runs a tasklet on an instance that is gone (dropped as its "
+            "tasklets were being re-dispatched), or a tasklet that asks for Cores/Node on a sworker "
+            "(see Troubleshooting in the README)"
+        )
+    return message
+
+
+def summary(batch: BatchResult, tally: Tally) -> dict[str, Any]:
+    """The batch in numbers; times are seconds since the batch was submitted."""
+    finished = [t for times in tally.results.values() for t in times]
+    first = min(finished, default=0.0)
+    last = max(finished, default=0.0)
+    steady = (len(finished) - 1) / (last - first) if len(finished) > 1 and last > first else None
+    return {
+        "tasks": len(batch.results),
+        "wrong": len(batch.wrong()),
+        "instances": sorted(tally.results),
+        "per_instance": {name: len(times) for name, times in sorted(tally.results.items())},
+        "first_result_seconds": round(first, 3),
+        "last_result_seconds": round(last, 3),
+        "steady_tasklets_per_second": round(steady, 1) if steady is not None else None,
+        "tasklet_errors": sum(len(errors) for errors in tally.errors.values()),
+    }
+
+
+def per_instance_lines(tally: Tally) -> list[str]:
+    """One line per instance: how many results, and when its first and last came."""
+    lines = []
+    for name, times in sorted(tally.results.items()):
+        errors = len(tally.errors.get(name, []))
+        lines.append(
+            f"  {name}: {len(times)} result(s), first after {min(times):.2f} s, last after {max(times):.2f} s"
+            + (f", {errors} tasklet error(s)" if errors else "")
+        )
+    return lines

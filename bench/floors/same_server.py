@@ -1,9 +1,11 @@
 """Like-for-like server floor: the generated package's own demo server behind a minimal sworker.
 
-Same server process, same protocol (JSON lines, the per-instance secret first),
-same connections (one per concurrent tasklet, opened as needed), so it differs
-from the generated sworker only in what the generated code adds: its client's
-limits, cancellation safety and error reporting, and its server management.
+Same server process, in a session of its own as the generated sworker starts it
+(with Linux's autogroup scheduling a session is what shares the CPU fairly, so this
+matters on a busy machine), same protocol (JSON lines, the per-instance secret
+first), same connections (one per concurrent tasklet, opened as needed), so it
+differs from the generated sworker only in what the generated code adds: its
+client's limits, cancellation safety and error reporting, and its server management.
 The package comes from ``BENCH_SERVER_PACKAGE`` (bench/run.py sets it).
 """
 
@@ -40,7 +42,9 @@ async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
     port, secret = _free_port(), secrets.token_hex(16)
     command = [sys.executable, "-m", f"{package}.demo.server", "--host", "127.0.0.1", "--port", str(port)]
     env = {**os.environ, f"{package.upper()}_SERVER_SECRET": secret}
-    process = await anyio.open_process(command, env=env, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL)
+    process = await anyio.open_process(
+        command, env=env, stdin=DEVNULL, stdout=DEVNULL, stderr=DEVNULL, start_new_session=True
+    )
     try:
         with anyio.fail_after(30):
             while True:

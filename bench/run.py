@@ -259,16 +259,27 @@ def load_average() -> str:
 
 
 def machine() -> dict[str, str]:
-    cpu = "?"
+    """What the figures were taken on: ratios move with the CPU's speed (see the findings)."""
+    cpuinfo: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            cpuinfo.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu = cpuinfo.get("model name", platform.processor() or "?")
+    cache = f"{cpuinfo['cache size']} cache" if "cache size" in cpuinfo else ""
+    details = [f"{float(cpuinfo['cpu MHz']):.0f} MHz" if "cpu MHz" in cpuinfo else "", cache]
+    if "hypervisor" in cpuinfo.get("flags", "").split():
+        details.append("virtual machine")
+    try:
+        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (ValueError, OSError):
+        memory = "?"
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu}",
+        "cpu": ", ".join(detail for detail in details if detail) or "?",
+        "memory": memory,
         "os": platform.platform(),
         "python": platform.python_version(),
         "grain-scheduler": version("grain-scheduler"),

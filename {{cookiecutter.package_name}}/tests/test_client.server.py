@@ -59,11 +59,13 @@ class Handler(socketserver.StreamRequestHandler):
 socketserver.ThreadingTCPServer.daemon_threads = True
 socketserver.ThreadingTCPServer((sys.argv[1], int(sys.argv[2])), Handler).serve_forever()
 """
-#: A server that counts the requests it works on at once, and tells the most it saw ("peak").
+#: A server that holds each request until 8 are in flight (at most 5 s), and tells the most it saw at
+#: once ("peak"): 8 only if the client sent 8 requests at once, however busy the machine.
 COUNTING_SERVER = """
-import json, socketserver, sys, threading, time
+import json, socketserver, sys, threading
 lock = threading.Lock()
 now = [0, 0]  # in flight, peak
+all_in = threading.Barrier(8)
 class Handler(socketserver.StreamRequestHandler):
     def handle(self):
         for line in self.rfile:
@@ -72,7 +74,10 @@ class Handler(socketserver.StreamRequestHandler):
                 with lock:
                     now[0] += 1
                     now[1] = max(now)
-                time.sleep(0.5)
+                try:
+                    all_in.wait(timeout=5)
+                except threading.BrokenBarrierError:
+                    pass
                 with lock:
                     now[0] -= 1
                 reply = dict(result=request["x"] * request["x"])
@@ -237,10 +242,11 @@ def test_v_calls_run_at_once_and_each_gets_its_own_reply(backend: str, monkeypat
     async def main() -> None:
         async with instance_and_port() as (client, port):
             assert await outcomes(client, xs) == {x: x * x for x in xs}
-            assert await client.call("peak") == len(xs)  # the server worked on all 8 at once
-            assert connections_to(port) == len(xs)  # one per concurrent call, kept for the next ones
+            assert await client.call("peak") == len(xs), "the server never had all 8 requests at once"
+            opened = connections_to(port)
+            assert opened == len(xs), f"{opened} connections for 8 calls at once"  # kept for the next ones
             assert await outcomes(client, xs) == {x: x * x for x in xs}
-            assert connections_to(port) == len(xs)  # reused, not reopened
+            assert connections_to(port) == opened, "connections were reopened, not reused"
 
     anyio.run(main, backend=backend)
 

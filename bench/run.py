@@ -39,6 +39,15 @@ class Settings:
     capacities: tuple[int, ...]
     batches: tuple[int, ...]
     readiness_repeats: int
+    #: Section 3, the ratios to the floors: long runs, more of them, so that a burst of load moves them less.
+    floor_tasks: int
+    floor_repeats: int
+    #: Section 6: a server that works ``work_ms`` per request, ``work_tasks`` tasklets a run.
+    work_ms: int
+    work_tasks: int
+    work_capacities: tuple[int, ...]
+    work_repeats: int
+    client_calls: int
 
 
 FULL = Settings(
@@ -47,8 +56,30 @@ FULL = Settings(
     capacities=(1, 2, 4, 8, 16),
     batches=(100, 1000, 10000),
     readiness_repeats=15,
+    floor_tasks=1000,
+    floor_repeats=5,
+    work_ms=10,
+    work_tasks=200,
+    work_capacities=(1, 2, 4, 8),
+    work_repeats=3,
+    client_calls=3000,
 )
-QUICK = Settings(repeats=1, tasks=20, capacities=(1,), batches=(20,), readiness_repeats=2)
+QUICK = Settings(
+    repeats=1,
+    tasks=20,
+    capacities=(1,),
+    batches=(20,),
+    readiness_repeats=2,
+    floor_tasks=20,
+    floor_repeats=1,
+    work_ms=10,
+    work_tasks=20,
+    work_capacities=(1, 2),
+    work_repeats=1,
+    client_calls=200,
+)
+#: The speed-up at V=4 over V=1 with a 10 ms server that issue 14 asks for (the limit is 4x).
+SPEEDUP_TARGET = 3.2
 
 
 @dataclass(frozen=True)
@@ -61,6 +92,10 @@ class Sworker:
     tasklet: str
     env: str = ""
     is_floor: bool = False
+    #: Shown beside the floor, without a target (e.g. Grain's least cost, not like for like).
+    is_reference: bool = False
+    #: Environment variables for the head, the worker and the server of every run.
+    variables: tuple[tuple[str, str], ...] = ()
 
 
 def answers(variant: str) -> dict[str, Any]:
@@ -166,11 +201,11 @@ def suite_times(package_dir: Path, settings: Settings) -> dict[str, float]:
     }
 
 
-def driver(package_dir: Path, *args: str) -> dict[str, float]:
+def driver(package_dir: Path, *args: str, variables: dict[str, str] | None = None) -> dict[str, float]:
     result = subprocess.run(
         [sys.executable, str(BENCH / "driver.py"), *args],
         cwd=package_dir,
-        env=child_env(package_dir),
+        env=child_env(package_dir, variables),
         capture_output=True,
         text=True,
         timeout=900,
@@ -190,38 +225,61 @@ def grain_run(
     sworker: Sworker,
     capacity: int,
     tasks: int,
-    repeats: int,
+    variables: dict[str, str] | None = None,
 ) -> dict[str, float]:
-    """Median over ``repeats`` of one batch through ``sworker`` on a real local Grain."""
-    runs = []
+    """One batch through ``sworker`` on a real local Grain."""
+    args = ["grain", "--harness", harness, "--sworker", sworker.module, "--tasklet", sworker.tasklet]
+    args += ["--capacity", str(capacity), "--tasks", str(tasks)]
+    if sworker.env:
+        args += ["--env", sworker.env]
+    return driver(harness_dir, *args, variables={**dict(sworker.variables), **(variables or {})})
+
+
+def interleaved(jobs: dict[str, Callable[[], dict[str, float]]], repeats: int) -> dict[str, dict[str, float]]:
+    """Each job's median over ``repeats``, the jobs taking turns (A B C A B C ...).
+
+    Figures that are compared (a sworker and its floor, V=1 and V=4) are then taken
+    in the same stretch of time, so load from elsewhere on the machine hits them alike.
+    """
+    runs: dict[str, list[dict[str, float]]] = {key: [] for key in jobs}
     for _ in range(repeats):
-        args = [
-            "grain",
-            "--harness",
-            harness,
-            "--sworker",
-            sworker.module,
-            "--tasklet",
-            sworker.tasklet,
-        ]
-        args += ["--capacity", str(capacity), "--tasks", str(tasks)]
-        if sworker.env:
-            args += ["--env", sworker.env]
-        runs.append(driver(harness_dir, *args))
-    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        for key, job in jobs.items():
+            runs[key].append(job())
+    return {
+        key: {name: statistics.median(run[name] for run in found) for name in found[0]} for key, found in runs.items()
+    }
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for the record of how busy the machine was."""
+    try:
+        return " / ".join(f"{value:.2f}" for value in os.getloadavg())
+    except OSError:
+        return "?"
 
 
 def machine() -> dict[str, str]:
-    cpu = "?"
+    """What the figures were taken on: ratios move with the CPU's speed (see the findings)."""
+    cpuinfo: dict[str, str] = {}
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+            key, _, value = line.partition(":")
+            cpuinfo.setdefault(key.strip(), value.strip())
     except OSError:
         pass
+    cpu = cpuinfo.get("model name", platform.processor() or "?")
+    cache = f"{cpuinfo['cache size']} cache" if "cache size" in cpuinfo else ""
+    details = [f"{float(cpuinfo['cpu MHz']):.0f} MHz" if "cpu MHz" in cpuinfo else "", cache]
+    if "hypervisor" in cpuinfo.get("flags", "").split():
+        details.append("virtual machine")
+    try:
+        memory = f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB"
+    except (ValueError, OSError):
+        memory = "?"
     return {
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {cpu}",
+        "cpu": ", ".join(detail for detail in details if detail) or "?",
+        "memory": memory,
         "os": platform.platform(),
         "python": platform.python_version(),
         "grain-scheduler": version("grain-scheduler"),
@@ -231,12 +289,17 @@ def machine() -> dict[str, str]:
     }
 
 
+#: Section 6's row for the generated sworker told that its server runs one job at a time.
+ONE_JOB_LABEL = "server (generated), one job at a time (MAX_CONCURRENT=1)"
+
+
 def verdict(ok: bool) -> str:
     return "met" if ok else "**not met**"
 
 
 def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[str, Any]:
     report: dict[str, Any] = {"machine": machine(), "settings": settings.__dict__}
+    report["machine"]["load average at start (1 / 5 / 15 min)"] = load_average()
     with tempfile.TemporaryDirectory(prefix="sworker-bench-") as tmp:
         root = Path(tmp)
         log("bake times ...")
@@ -245,20 +308,29 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
         packages = {variant: answers(variant)["package_name"] for variant in baked}
         log("suite times ...")
         report["suite"] = {variant: suite_times(path, settings) for variant, path in baked.items()}
+        server_package = packages["server"]
         sworkers = [
             Sworker(
                 "server (generated)",
                 "server",
-                f"{packages['server']}.the_sworker",
-                f"{packages['server']}.tasklet:square",
-                f"{packages['server']}.demo.environment:local_service",
+                f"{server_package}.the_sworker",
+                f"{server_package}.tasklet:square",
+                f"{server_package}.demo.environment:local_service",
             ),
             Sworker(
-                "server floor (trio echo, no subprocess)",
+                "server floor (same server, minimal client)",
+                "server",
+                "floors.same_server",
+                "floors.same_server:square",
+                is_floor=True,
+                variables=(("BENCH_SERVER_PACKAGE", server_package),),
+            ),
+            Sworker(
+                "server reference (trio echo in the worker, no server process)",
                 "server",
                 "floors.echo_sworker",
                 "floors.echo_sworker:square",
-                is_floor=True,
+                is_reference=True,
             ),
             Sworker(
                 "backendless (generated)",
@@ -276,36 +348,38 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
             ),
         ]
         default_capacity = {kind: int(answers(kind)["capacity"]) for kind in ("server", "backendless")}
+
+        def grain_job(
+            sworker: Sworker, capacity: int, tasks: int, variables: dict[str, str] | None = None
+        ) -> Callable[[], dict[str, float]]:
+            return lambda: grain_run(baked[sworker.kind], packages[sworker.kind], sworker, capacity, tasks, variables)
+
         log("throughput at capacity 1 and the default ...")
         report["throughput"] = {}
-        for sworker in sworkers:
-            harness_kind = "server" if sworker.kind == "server" else "backendless"
-            for capacity in sorted({1, default_capacity[sworker.kind]}):
-                key = f"{sworker.label}|{capacity}"
-                report["throughput"][key] = grain_run(
-                    baked[harness_kind],
-                    packages[harness_kind],
-                    sworker,
-                    capacity,
-                    settings.tasks,
-                    settings.repeats,
-                )
-                log(f"  {key}: {report['throughput'][key]}")
+        for capacity in sorted({1, *default_capacity.values()}):
+            jobs = {
+                f"{sworker.label}|{capacity}": grain_job(sworker, capacity, settings.floor_tasks)
+                for sworker in sworkers
+                if capacity in (1, default_capacity[sworker.kind])
+            }
+            report["throughput"].update(interleaved(jobs, settings.floor_repeats))
+        for key, value in report["throughput"].items():
+            log(f"  {key}: {value}")
         log("the clients alone ...")
-        report["client"] = {
-            f"{kind}|{capacity}": driver(
-                baked[kind],
-                "client",
-                "--package",
-                packages[kind],
-                "--capacity",
-                str(capacity),
-                "--calls",
-                str(settings.tasks),
-            )["client_calls_per_s"]
-            for kind in ("server", "backendless")
-            for capacity in sorted({1, default_capacity[kind]})
-        }
+
+        def client_job(kind: str, capacity: int) -> Callable[[], dict[str, float]]:
+            args = ["client", "--package", packages[kind], "--capacity", str(capacity)]
+            args += ["--calls", str(settings.client_calls)] + (["--with-floor"] if kind == "server" else [])
+            return lambda: driver(baked[kind], *args)
+
+        report["client"] = interleaved(
+            {
+                f"{kind}|{capacity}": client_job(kind, capacity)
+                for kind in ("server", "backendless")
+                for capacity in sorted({1, default_capacity[kind]})
+            },
+            settings.repeats,
+        )
         log("readiness latency ...")
         report["readiness"] = driver(
             baked["server"],
@@ -317,26 +391,31 @@ def run(settings: Settings, output: Path, log: Callable[[str], None]) -> dict[st
         )
         log("scaling with capacity ...")
         report["scaling"] = {}
-        for sworker in sworkers:
-            harness_kind = sworker.kind
-            for capacity in settings.capacities:
-                measured = grain_run(
-                    baked[harness_kind], packages[harness_kind], sworker, capacity, settings.tasks, settings.repeats
-                )
-                report["scaling"][f"{sworker.label}|{capacity}"] = measured
+        measured_sworkers = [s for s in sworkers if not s.is_reference]  # the reference once, in section 3
+        for capacity in settings.capacities:
+            jobs = {f"{s.label}|{capacity}": grain_job(s, capacity, settings.tasks) for s in measured_sworkers}
+            report["scaling"].update(interleaved(jobs, settings.repeats))
         log("scaling with batch size ...")
         report["batches"] = {}
-        for sworker in sworkers:
+        for sworker in measured_sworkers:
             for tasks in settings.batches:
-                measured = grain_run(
-                    baked[sworker.kind],
-                    packages[sworker.kind],
-                    sworker,
-                    default_capacity[sworker.kind],
-                    tasks,
-                    1,
-                )
+                measured = grain_job(sworker, default_capacity[sworker.kind], tasks)()
                 report["batches"][f"{sworker.label}|{tasks}"] = measured
+        log(f"capacity against a server that works {settings.work_ms} ms per request ...")
+        upper = server_package.upper()
+        work = {f"{upper}_DEMO_DELAY_MS": str(settings.work_ms)}
+        one_job = {**work, f"{upper}_MAX_CONCURRENT": "1"}
+        report["work"] = {}
+        for capacity in settings.work_capacities:
+            jobs = {
+                f"{sworkers[0].label}|{capacity}": grain_job(sworkers[0], capacity, settings.work_tasks, work),
+                f"{sworkers[1].label}|{capacity}": grain_job(sworkers[1], capacity, settings.work_tasks, work),
+                f"{ONE_JOB_LABEL}|{capacity}": grain_job(sworkers[0], capacity, settings.work_tasks, one_job),
+            }
+            report["work"].update(interleaved(jobs, settings.work_repeats))
+            for key in jobs:
+                log(f"  {key}: {report['work'][key]}")
+        report["machine"]["load average at end (1 / 5 / 15 min)"] = load_average()
         report["sworkers"] = [s.__dict__ for s in sworkers]
     output.mkdir(parents=True, exist_ok=True)
     (output / "bench-results.json").write_text(json.dumps(report, indent=2))
@@ -353,6 +432,8 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
     figure, axes = plt.subplots(figsize=(7, 4.5))
     for sworker in report["sworkers"]:
+        if sworker.get("is_reference"):
+            continue
         points = sorted(
             (int(key.split("|")[1]), value["steady_per_s"])
             for key, value in report["scaling"].items()
@@ -418,37 +499,48 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
         "",
         "## 3. Real Grain: throughput and start-up against the floors",
         "",
-        f"{report['settings']['tasks']} trivial tasklets per run; median of {report['settings']['repeats']} runs. "
+        f"{report['settings']['floor_tasks']} trivial tasklets per run (the server answers at once); median of "
+        f"{report['settings']['floor_repeats']} runs, a sworker's runs taking turns with its floor's. "
         "Head start -> first result includes the head's boot and its attach to Gnaw; for a server sworker the "
-        "worker process starts just before the head, so its start-up (and the server's) overlaps the head's.",
+        "worker process starts just before the head, so its start-up (and the server's) overlaps the head's. "
+        "The server floor runs the generated package's own demo server behind a minimal sworker and client "
+        "(`bench/floors/same_server.py`): like for like. The trio echo reference serves from inside the worker, "
+        "with no server process: Grain's own cost, shown without a target.",
         "",
         "| sworker | V | tasklets/s | ratio to floor (target >= 0.90) | first result s "
         "| ratio to floor (target <= 1.1x) |",
         "|---|---|---|---|---|---|",
     ]
-    for key, value in throughput.items():
-        label, capacity = key.split("|")
-        kind = next(s["kind"] for s in report["sworkers"] if s["label"] == label)
+    for sworker in report["sworkers"]:
+        label, kind = sworker["label"], sworker["kind"]
         floor_label = next(s["label"] for s in report["sworkers"] if s["kind"] == kind and s["is_floor"])
-        floor = throughput.get(f"{floor_label}|{capacity}")
-        if label == floor_label or floor is None:
+        for key, value in throughput.items():
+            if key.split("|")[0] != label:
+                continue
+            capacity = key.split("|")[1]
+            floor = throughput.get(f"{floor_label}|{capacity}")
             speed, start = f"{value['steady_per_s']:.0f}", f"{value['first_result_s']:.3f}"
-            lines.append(f"| {label} | {capacity} | {speed} | floor | {start} | floor |")
-            continue
-        speed = value["steady_per_s"] / floor["steady_per_s"]
-        start = value["first_result_s"] / floor["first_result_s"]
-        lines.append(
-            f"| {label} | {capacity} | {value['steady_per_s']:.0f} | {speed:.2f} {verdict(speed >= 0.9)} | "
-            f"{value['first_result_s']:.3f} | {start:.2f} {verdict(start <= 1.1)} |"
-        )
+            if label == floor_label or floor is None or sworker.get("is_reference"):
+                role = "floor" if label == floor_label else "reference"
+                lines.append(f"| {label} | {capacity} | {speed} | {role} | {start} | {role} |")
+                continue
+            speed_ratio = value["steady_per_s"] / floor["steady_per_s"]
+            start_ratio = value["first_result_s"] / floor["first_result_s"]
+            lines.append(
+                f"| {label} | {capacity} | {speed} | {speed_ratio:.2f} {verdict(speed_ratio >= 0.9)} | "
+                f"{start} | {start_ratio:.2f} {verdict(start_ratio <= 1.1)} |"
+            )
     lines += [
         "",
-        "The generated clients alone, without Grain (calls/s through grain_context's client on the same loopback "
-        "server or service): a tasklet can go no faster than its client.",
+        "The clients alone, without Grain (calls through grain_context's client on the same loopback server or "
+        "service; median of rounds): a tasklet can go no faster than its client. The server floor's minimal "
+        "client calls the same server in the same run, its rounds taking turns with the generated client's. "
+        "The CPU columns are the calling process's own time per call (the head's share), which waiting for the "
+        "server does not inflate.",
         "",
-        "| variant | V | client calls/s |",
-        "|---|---|---|",
-        *[f"| {key.split('|')[0]} | {key.split('|')[1]} | {value:.0f} |" for key, value in report["client"].items()],
+        "| client | V | calls/s | us per call | CPU us per call | CPU ratio to the floor's |",
+        "|---|---|---|---|---|---|",
+        *client_rows(report["client"]),
     ]
     readiness = report["readiness"]
     lines += [
@@ -466,7 +558,8 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
         "| sworker | " + " | ".join(f"V={c}" for c in report["settings"]["capacities"]) + " |",
         "|---|" + "---|" * len(report["settings"]["capacities"]),
     ]
-    for sworker in report["sworkers"]:
+    measured = [s for s in report["sworkers"] if not s.get("is_reference")]
+    for sworker in measured:
         label = sworker["label"]
         cells = [f"{report['scaling'][f'{label}|{c}']['steady_per_s']:.0f}" for c in report["settings"]["capacities"]]
         lines.append(f"| {sworker['label']} | " + " | ".join(cells) + " |")
@@ -477,15 +570,74 @@ def markdown(report: dict[str, Any], *, quick: bool) -> str:
         "| sworker | " + " | ".join(f"{b} tasklets" for b in report["settings"]["batches"]) + " |",
         "|---|" + "---|" * len(report["settings"]["batches"]),
     ]
-    for sworker in report["sworkers"]:
+    for sworker in measured:
         label = sworker["label"]
         cells = [f"{report['batches'][f'{label}|{b}']['per_tasklet_ms']:.2f}" for b in report["settings"]["batches"]]
         lines.append(f"| {sworker['label']} | " + " | ".join(cells) + " |")
+    lines += work_section(report)
     lines.append("")
     findings = BENCH / "FINDINGS.md"
     if findings.exists() and not quick:
         lines += [findings.read_text()]
     return "\n".join(lines)
+
+
+def client_rows(client: dict[str, dict[str, float]]) -> list[str]:
+    """The clients-alone table: the generated client, and the floor's client where it was measured beside it."""
+    rows = []
+    for key, value in client.items():
+        kind, capacity = key.split("|")
+        for name, label in (("client", f"{kind} (generated)"), ("floor", f"{kind} floor (minimal client)")):
+            if f"{name}_calls_per_s" not in value:
+                continue
+            ratio = (
+                "floor"
+                if name == "floor"
+                else f"{value['client_cpu_us_per_call'] / value['floor_cpu_us_per_call']:.2f}"
+                if "floor_cpu_us_per_call" in value
+                else ""
+            )
+            rows.append(
+                f"| {label} | {capacity} | {value[f'{name}_calls_per_s']:.0f} | {value[f'{name}_us_per_call']:.0f} "
+                f"| {value[f'{name}_cpu_us_per_call']:.0f} | {ratio} |"
+            )
+    return rows
+
+
+def work_section(report: dict[str, Any]) -> list[str]:
+    """Section 6: what Capacity buys when each request takes time on the server."""
+    settings, work = report["settings"], report["work"]
+    ideal_per_v = 1000 / settings["work_ms"]
+    capacities = settings["work_capacities"]
+    lines = [
+        "",
+        f"## 6. What Capacity buys: a server that works {settings['work_ms']} ms per request",
+        "",
+        f"The demo server with `<PKG>_DEMO_DELAY_MS={settings['work_ms']}` (each request sleeps in its "
+        f"connection's thread), {settings['work_tasks']} tasklets per run, median of {settings['work_repeats']} "
+        "runs taking turns. Steady throughput (first result to last, tasklets/s) and its ratio to the ideal, "
+        f"V / {settings['work_ms']} ms. The last row tells the generated client that the server runs one job at a "
+        "time (`<PKG>_MAX_CONCURRENT=1`): its results must stay right at any V, and its speed stays at V=1's.",
+        "",
+        "| sworker | " + " | ".join(f"V={c}" for c in capacities) + " |",
+        "|---|" + "---|" * len(capacities),
+    ]
+    labels = dict.fromkeys(key.split("|")[0] for key in work)
+    for label in labels:
+        cells = []
+        for capacity in capacities:
+            steady = work[f"{label}|{capacity}"]["steady_per_s"]
+            cells.append(f"{steady:.0f} ({steady / (capacity * ideal_per_v):.2f})")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    generated = next(label for label in labels)
+    if 1 in capacities and 4 in capacities:
+        speedup = work[f"{generated}|4"]["steady_per_s"] / work[f"{generated}|1"]["steady_per_s"]
+        lines += [
+            "",
+            f"Speed-up of the generated server sworker at V=4 over V=1: **{speedup:.2f}x** (target >= "
+            f"{SPEEDUP_TARGET}x, the limit is 4x): {verdict(speedup >= SPEEDUP_TARGET)}.",
+        ]
+    return lines
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "PKG/demo/server.server.py": "PKG/demo/server.py",
         "PKG/server_process.server.py": "PKG/server_process.py",
         "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
+        "tests/test_client.server.py": "tests/test_client.py",
         "tests/test_demo_faults.server.py": "tests/test_demo_faults.py",
     },
     "backendless": {
@@ -31,6 +32,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "PKG/demo/environment.backendless.py": "PKG/demo/environment.py",
         "PKG/demo/service.backendless.py": "PKG/demo/service.py",
         "tests/test_lifecycle.backendless.py": "tests/test_lifecycle.py",
+        "tests/test_client.backendless.py": "tests/test_client.py",
         "tests/test_demo_faults.backendless.py": "tests/test_demo_faults.py",
     },
 }

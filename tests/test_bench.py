@@ -28,7 +28,9 @@ def test_bench_quick_mode_writes_the_report_and_the_plot(tmp_path: Path) -> None
         "## 3. Real Grain",
         "## 4. Readiness latency",
         "## 5. How cost grows",
+        "## 6. What Capacity buys",
     ):
         assert heading in report
-    assert "grain.local_sworker" in report and "trio echo" in report
+    assert "grain.local_sworker" in report and "trio echo" in report and "same server, minimal client" in report
+    assert "one job at a time (MAX_CONCURRENT=1)" in report
     assert (tmp_path / "throughput.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

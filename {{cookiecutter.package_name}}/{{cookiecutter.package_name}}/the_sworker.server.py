@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from .client import Client
+from .client import Client, call_timeout, max_concurrent
 from .server_process import ServerStartError, pick_free_port, running_server
 
 GRAIN_SWORKER_CONFIG: dict[str, object] = {}
@@ -105,9 +105,12 @@ async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
 
 @asynccontextmanager
 async def grain_context(host: str, port: int, secret: str) -> AsyncIterator[Client]:
-    """Connect the client that every tasklet on this instance shares."""
-    client = await Client.connect(host, port, secret)
-    try:
+    """Connect the client that every tasklet on this instance shares.
+
+    Its limits come from the head's environment: ``client.CALL_TIMEOUT_ENV`` bounds each call,
+    ``client.MAX_CONCURRENT_ENV`` how many run at once on this instance's server.
+    """
+    async with Client.connect(
+        host, port, secret, call_timeout=call_timeout(), max_concurrent=max_concurrent()
+    ) as client:  # closes every connection on the way out, cancelled or not
         yield client
-    finally:
-        await client.aclose()

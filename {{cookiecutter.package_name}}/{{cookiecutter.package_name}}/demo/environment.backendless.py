@@ -6,6 +6,7 @@ and hands the head the two environment variables its client reads.
 
 from __future__ import annotations
 
+import os
 import secrets
 import socket
 import sys
@@ -14,8 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..client import TOKEN_ENV, URL_ENV
+from ..client import CALL_TIMEOUT_ENV, TOKEN_ENV, URL_ENV
 from .local_grain import LOOPBACK, child_environment, free_port, running_process, wait_for
+
+#: The demo's calls take milliseconds: a stalled service fails them in seconds, not after the
+#: production default of an hour. A value already in the environment wins.
+DEMO_CALL_TIMEOUT = "10"
 
 
 def _listening(port: int) -> bool:
@@ -38,4 +43,8 @@ def local_service() -> Iterator[dict[str, str]]:
         log = Path(tmp) / "service.log"
         with running_process(command, log, env) as service:
             wait_for(lambda: _listening(port), service, "the demo service", log)
-            yield {URL_ENV: f"http://{LOOPBACK}:{port}", TOKEN_ENV: token}
+            yield {
+                URL_ENV: f"http://{LOOPBACK}:{port}",
+                TOKEN_ENV: token,
+                CALL_TIMEOUT_ENV: os.environ.get(CALL_TIMEOUT_ENV) or DEMO_CALL_TIMEOUT,
+            }

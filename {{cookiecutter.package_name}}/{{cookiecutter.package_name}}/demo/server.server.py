@@ -18,6 +18,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from typing import Any
 
 #: The same name as ``the_sworker.SECRET_ENV``: a stand-in does not import the sworker.
@@ -26,10 +27,19 @@ SECRET_ENV = "{{ cookiecutter.package_name | upper }}_SERVER_SECRET"
 MAX_LINE_BYTES = 64 * 1024
 #: Seconds a new connection has to present the secret before it is closed.
 AUTH_TIMEOUT = 5.0
+#: Milliseconds of simulated work per request (default 0), to show what Capacity buys.
+DELAY_ENV = "{{ cookiecutter.package_name | upper }}_DEMO_DELAY_MS"
+
+#: Seconds each request works for, set by ``main`` from ``DELAY_ENV``.
+work_seconds = 0.0
 
 
 def answer(request: dict[str, Any]) -> dict[str, Any]:
-    """The reply to one authenticated request."""
+    """The reply to one authenticated request, after its simulated work."""
+    if work_seconds:
+        # Sleeps in this connection's thread only: the server's other connections go on meanwhile,
+        # as a server that runs requests concurrently (HTTP, a database, several GPUs) would.
+        time.sleep(work_seconds)
     op = request.get("op")
     if op == "square":
         x = request.get("x")
@@ -110,6 +120,15 @@ def main(argv: list[str] | None = None) -> int:
     secret = os.environ.get(SECRET_ENV, "")
     if not secret:
         print(f"demo server: set {SECRET_ENV} to the per-instance secret", file=sys.stderr)
+        return 2
+    global work_seconds
+    delay = os.environ.get(DELAY_ENV, "").strip() or "0"
+    try:
+        work_seconds = float(delay) / 1000
+    except ValueError:
+        work_seconds = -1.0
+    if not 0 <= work_seconds < float("inf"):
+        print(f"demo server: {DELAY_ENV}={delay!r} is not a number of milliseconds >= 0", file=sys.stderr)
         return 2
     with DemoServer((args.host, args.port), secret, args.auth_timeout) as server:
         try:

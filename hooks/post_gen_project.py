@@ -14,9 +14,12 @@ from typing import Any
 
 ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-#: variant -> {file in the template: its name in the generated package}
+#: variant -> {file in the template: its name in the generated package}. A file that both
+#: variants list is kept by both, at the place each gives it.
 VARIANT_FILES: dict[str, dict[str, str]] = {
     "server": {
+        # Production code of a server sworker (server_process.py uses it).
+        "PKG/lifeline.py": "PKG/lifeline.py",
         "PKG/the_sworker.server.py": "PKG/the_sworker.py",
         "PKG/client.server.py": "PKG/client.py",
         "PKG/demo/environment.server.py": "PKG/demo/environment.py",
@@ -27,6 +30,8 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "tests/test_demo_faults.server.py": "tests/test_demo_faults.py",
     },
     "backendless": {
+        # Only the demo harness starts processes here: it is harness, not production.
+        "PKG/lifeline.py": "PKG/demo/lifeline.py",
         "PKG/the_sworker.backendless.py": "PKG/the_sworker.py",
         "PKG/client.backendless.py": "PKG/client.py",
         "PKG/demo/environment.backendless.py": "PKG/demo/environment.py",
@@ -57,6 +62,7 @@ def variant_of(answers: dict[str, Any]) -> str:
 
 def apply_variant(project: Path, package: str, variant: str) -> None:
     """Rename the chosen variant's files into place and delete every other variant file."""
+    chosen = VARIANT_FILES[variant]
     for name, files in VARIANT_FILES.items():
         for source, target in files.items():
             source_path = project / source.replace("PKG", package)
@@ -64,7 +70,7 @@ def apply_variant(project: Path, package: str, variant: str) -> None:
                 continue  # already applied
             if name == variant:
                 source_path.replace(project / target.replace("PKG", package))
-            else:
+            elif source not in chosen:
                 source_path.unlink()
 
 

@@ -38,7 +38,7 @@ PRODUCTION_FILES = {
         "lifeline.py",
         "py.typed",
     },
-    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "lifeline.py", "py.typed"},
+    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed"},
 }
 
 

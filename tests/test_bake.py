@@ -35,7 +35,10 @@ EXPECTED_FILES = {
     ".github/workflows/tests.yml",
     ".github/dependabot.yml",
 }
-VARIANT_ONLY = {"server": {"PKG/demo/server.py"}, "backendless": {"PKG/demo/service.py"}}
+VARIANT_ONLY = {
+    "server": {"PKG/demo/server.py", "PKG/lifeline.py"},
+    "backendless": {"PKG/demo/service.py", "PKG/demo/lifeline.py"},
+}
 JINJA_RESIDUE = re.compile(r"(?<!\$)\{\{-?\s*\w|\{%-?\s|\s-?%\}|cookiecutter\.")
 
 

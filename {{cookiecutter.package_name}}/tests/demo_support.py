@@ -24,6 +24,8 @@ import psutil
 from {{ cookiecutter.package_name }}.demo.run import RUN_MARK_ENV
 
 PROJECT = Path(__file__).resolve().parents[1]
+#: A demo that works ends well within this; past it, the test fails and the demo is killed.
+DEMO_TIMEOUT = 120.0
 
 
 @dataclass
@@ -106,6 +108,16 @@ def demo(folder: Path, *args: str, env: Mapping[str, str] = (), cwd: Path = PROJ
         except ProcessLookupError:
             pass
         process.wait()
+
+
+def demo_summary(
+    folder: Path, *args: str, env: Mapping[str, str] = (), timeout: float = DEMO_TIMEOUT
+) -> dict[str, Any]:
+    """Run the demo with ``args`` and ``--json`` to its end; its summary, once it has exited 0."""
+    with demo(folder, *args, "--json", env=env) as run:
+        code, _ = run.finish(timeout)
+        assert code == 0, f"the demo exited with {code}\n{run.output()}"
+        return run.summary()
 
 
 def leftover_processes(pids: list[int], run_mark: str) -> list[str]:

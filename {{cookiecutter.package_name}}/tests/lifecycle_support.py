@@ -124,32 +124,6 @@ def head_process(mode: str, config: Path, workdir: Path, env: Mapping[str, str])
         log.close()
 
 
-@contextmanager
-def demo_process(workdir: Path, tasks: int = 100_000) -> Iterator[subprocess.Popen[str]]:
-    """The demo, ``python -m {{ cookiecutter.package_name }}.demo``, as a head process of its own; ended by its pid on exit.
-
-    ``tasks`` is more than it runs in the time a test takes: a signal finds it mid-run.
-    """
-    log = open(workdir / "demo.log", "w")  # closed in finally
-    process = subprocess.Popen(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo", "--tasks", str(tasks)],
-        cwd=PROJECT,
-        env=child_environment(SWORKER, {}),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        log.close()
-
-
 def wait_for_descendants(pid: int, *names: str, timeout: float = 30) -> list[psutil.Process]:
     """Wait until ``pid`` has running descendants whose command lines hold each of ``names``; return them all."""
     found: list[psutil.Process] = []

@@ -7,18 +7,19 @@ one that resets connections. Every process a test starts is ended by its pid.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import psutil
 import pytest
-from lifecycle_support import PROJECT, descendants, start_and_connect
+from demo_support import demo_summary
+from lifecycle_support import descendants, start_and_connect
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.client import (
@@ -377,17 +378,10 @@ def test_calls_to_a_stopped_server_raise_within_the_limit_naming_it(
 # --- real Grain: what Capacity buys ----------------------------------------------------------------
 
 
-def run_demo(tasks: int, capacity: int, env: dict[str, str]) -> dict[str, float]:
-    result = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo", "--tasks", str(tasks), "--capacity", str(capacity), "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=PROJECT,
-        env={**os.environ, **env},
+def run_demo(folder: Path, tasks: int, capacity: int, env: dict[str, str]) -> dict[str, float]:
+    summary: dict[str, float] = demo_summary(
+        Path(tempfile.mkdtemp(dir=folder)), "--tasks", str(tasks), "--capacity", str(capacity), env=env
     )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    summary: dict[str, float] = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["wrong"] == 0 and summary["tasks"] == tasks, summary
     return summary
 
@@ -398,16 +392,16 @@ def steady_per_s(summary: dict[str, float]) -> float:
 
 
 @pytest.mark.real_grain
-def test_capacity_four_runs_four_requests_at_once_on_real_grain(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_capacity_four_runs_four_requests_at_once_on_real_grain(tmp_path: Path) -> None:
     """200 tasklets on a server that works 10 ms each: V=4 is about 4x V=1 (2.5x asserted: a busy 2-core machine)."""
     work = {DELAY_ENV: "10"}
     speedups = []
     for _ in range(2):  # a second try only if a burst of load from elsewhere spoiled the first
-        one, four = run_demo(200, 1, work), run_demo(200, 4, work)
+        one, four = run_demo(tmp_path, 200, 1, work), run_demo(tmp_path, 200, 4, work)
         speedups.append(steady_per_s(four) / steady_per_s(one))
         if speedups[-1] >= 2.5:
             break
     assert max(speedups) >= 2.5, f"V=4 over V=1: {speedups}"
     # Told that the server runs one job at a time, the head sends one request at a time: right, at V=1's pace.
-    one_job = run_demo(60, 4, {**work, MAX_CONCURRENT_ENV: "1"})
+    one_job = run_demo(tmp_path, 60, 4, {**work, MAX_CONCURRENT_ENV: "1"})
     assert steady_per_s(one_job) < 1.6 * steady_per_s(one), (steady_per_s(one_job), steady_per_s(one))

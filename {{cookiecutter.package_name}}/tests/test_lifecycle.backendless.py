@@ -18,11 +18,11 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
+from demo_support import demo
 from lifecycle_support import (
     PROJECT,
     SWORKER,
     alive,
-    demo_process,
     descendants,
     head_process,
     kill,
@@ -244,14 +244,14 @@ def test_a_failing_tasklet_is_retried_three_times_then_the_head_waits_forever(
 )
 def test_the_demo_service_never_outlives_its_head(signum: signal.Signals, limit: float, tmp_path: Path) -> None:
     """The demo (the head) started the service and Gnaw: its cleanup ends them on SIGTERM, their guards on SIGKILL."""
-    with demo_process(tmp_path) as demo:
-        started = wait_for_descendants(demo.pid, "gnaw", "demo.service")
+    with demo(tmp_path, "--tasks", "100000") as run:
+        started = wait_for_descendants(run.process.pid, "gnaw", "demo.service")
         try:
-            demo.send_signal(signum)
+            run.process.send_signal(signum)
             what = f"what the demo started, after {signum.name}"
             wait_until(lambda: not any(alive(p.pid) for p in started), limit, what)
-            wait_until(lambda: demo.poll() is not None, limit, f"the demo exits on {signum.name}")
+            wait_until(lambda: run.process.poll() is not None, limit, f"the demo exits on {signum.name}")
         finally:
             kill(started)
     if signum == signal.SIGTERM:  # it handled SIGTERM (as SIGINT), and so ran its cleanup
-        assert demo.returncode != -signal.SIGTERM, (tmp_path / "demo.log").read_text()[-3000:]
+        assert run.process.returncode != -signal.SIGTERM, run.output()

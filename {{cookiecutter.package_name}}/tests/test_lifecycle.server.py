@@ -21,12 +21,12 @@ from pathlib import Path
 import anyio
 import psutil
 import pytest
+from demo_support import demo
 from lifecycle_support import (
     PROJECT,
     SWORKER,
     alive,
     command_line,
-    demo_process,
     descendants,
     head_process,
     kill,
@@ -611,14 +611,14 @@ def test_each_guard_alone_takes_the_server_along_when_its_parent_is_killed(guard
 )
 def test_the_demo_ended_by_a_signal_leaves_nothing(signum: signal.Signals, limit: float, tmp_path: Path) -> None:
     """Gnaw, the worker and its server go with the demo: by its own cleanup on SIGTERM, by their guards on SIGKILL."""
-    with demo_process(tmp_path) as demo:
-        started = wait_for_descendants(demo.pid, "gnaw", "grain.worker", "demo.server")
+    with demo(tmp_path, "--tasks", "100000") as run:
+        started = wait_for_descendants(run.process.pid, "gnaw", "grain.worker", "demo.server")
         try:
-            demo.send_signal(signum)
+            run.process.send_signal(signum)
             what = f"what the demo started, after {signum.name}"
             wait_until(lambda: not any(alive(p.pid) for p in started), limit, what)
-            wait_until(lambda: demo.poll() is not None, limit, f"the demo exits on {signum.name}")
+            wait_until(lambda: run.process.poll() is not None, limit, f"the demo exits on {signum.name}")
         finally:
             kill(started)
     if signum == signal.SIGTERM:  # it handled SIGTERM (as SIGINT), and so ran its cleanup
-        assert demo.returncode != -signal.SIGTERM, (tmp_path / "demo.log").read_text()[-3000:]
+        assert run.process.returncode != -signal.SIGTERM, run.output()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from demo_support import leftover_processes
+from demo_support import PROJECT, demo_summary, leftover_processes
 from grain.config import load_conf
 
 from {{ cookiecutter.package_name }} import DEFAULT_CAPACITY
@@ -17,9 +16,7 @@ from {{ cookiecutter.package_name }}.demo.local_grain import is_backendless
 
 pytestmark = pytest.mark.real_grain
 
-PROJECT = Path(__file__).resolve().parents[1]
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
-DEMO_TIMEOUT = 120
 
 
 def test_grain_toml_loads_with_grains_own_loader() -> None:
@@ -30,16 +27,8 @@ def test_grain_toml_loads_with_grains_own_loader() -> None:
     assert config.head.listen == config.worker.dial
 
 
-def test_demo_runs_tasklets_on_real_grain_and_leaves_nothing_running() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo", "--tasks", "40", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=DEMO_TIMEOUT,
-        cwd=PROJECT,
-    )
-    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
-    summary = json.loads(result.stdout.strip().splitlines()[-1])
+def test_demo_runs_tasklets_on_real_grain_and_leaves_nothing_running(tmp_path: Path) -> None:
+    summary = demo_summary(tmp_path, "--tasks", "40")
     assert summary["tasks"] == 40
     assert summary["wrong"] == 0
     expected_processes = 1 if is_backendless(SWORKER) else 2  # Gnaw, and a worker for a server sworker
@@ -47,16 +36,9 @@ def test_demo_runs_tasklets_on_real_grain_and_leaves_nothing_running() -> None:
     assert leftover_processes(summary["pids"], summary["run_mark"]) == []
 
 
-def test_demo_at_capacity_one() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo", "--tasks", "10", "--capacity", "1", "--json"],
-        capture_output=True,
-        text=True,
-        timeout=DEMO_TIMEOUT,
-        cwd=PROJECT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads(result.stdout.strip().splitlines()[-1])["wrong"] == 0
+def test_demo_at_capacity_one(tmp_path: Path) -> None:
+    summary = demo_summary(tmp_path, "--tasks", "10", "--capacity", "1")
+    assert summary["tasks"] == 10 and summary["wrong"] == 0
 
 
 def test_grain_up_renders_what_the_variant_needs() -> None:

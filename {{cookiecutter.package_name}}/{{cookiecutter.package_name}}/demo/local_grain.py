@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from ..lifeline import WATCHDOG_GRACE, Watchdog, die_with_parent, sigterm_as_sigint
+from {{ "." if cookiecutter.backendless else ".." }}lifeline import WATCHDOG_GRACE, Watchdog, die_with_parent, sigterm_as_sigint
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0

@@ -26,6 +26,9 @@ from {{ cookiecutter.package_name }}.demo.run import RUN_MARK_ENV
 PROJECT = Path(__file__).resolve().parents[1]
 #: A demo that works ends well within this; past it, the test fails and the demo is killed.
 DEMO_TIMEOUT = 120.0
+#: How the demo says that Grain 0.17's head crashed (KeyError in remote_exer.py) as it dropped a
+#: lost instance, instead of waiting for another: the other ending of a run whose last instance died.
+GRAIN_RACE = "as it dropped the sworker instance"
 
 
 @dataclass

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from demo_support import PROJECT, demo, leftover_processes
+from demo_support import GRAIN_RACE, PROJECT, demo, leftover_processes
 
 from {{ cookiecutter.package_name }}.client import URL_ENV
 from {{ cookiecutter.package_name }}.demo.cluster import gnaws_listening_on
@@ -38,7 +38,8 @@ def test_a_service_killed_mid_run_ends_the_demo_naming_it(tmp_path: Path) -> Non
         code, _ = run.finish(LOST_INSTANCE_LIMIT)
         summary = run.summary()
     assert code == 1, run.output()
-    assert "lost its last sworker instance" in summary["error"], run.output()
+    # The watch sees the instance go; or Grain 0.17's head crashes as it drops it (GRAIN_RACE).
+    assert "lost its last sworker instance" in summary["error"] or GRAIN_RACE in summary["error"], run.output()
     assert f"the service at http://127.0.0.1:{port} ({URL_ENV})" in run.stderr, run.output()
     assert 0 < summary["tasks"] < 2000
     assert f"logs kept in {summary['logs']}" in run.stderr

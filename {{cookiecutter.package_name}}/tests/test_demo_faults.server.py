@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from demo_support import PROJECT, Demo, demo, leftover_processes
+from demo_support import GRAIN_RACE, PROJECT, Demo, demo, leftover_processes
 
 from {{ cookiecutter.package_name }}.demo.cluster import ClusterConfig, config_problems, worker_log_pattern
 from {{ cookiecutter.package_name }}.demo.local_grain import free_port
@@ -68,7 +68,8 @@ def test_a_server_killed_mid_run_ends_the_demo_naming_it(tmp_path: Path) -> None
         code, _ = run.finish(LOST_INSTANCE_LIMIT)
         summary = run.summary()
     assert code == 1, run.output()
-    assert "lost its last sworker instance" in summary["error"], run.output()
+    # The watch sees the instance go; or Grain 0.17's head crashes as it drops it (GRAIN_RACE).
+    assert "lost its last sworker instance" in summary["error"] or GRAIN_RACE in summary["error"], run.output()
     assert f"127.0.0.1:{port}" in summary["error"], run.output()  # the instance: the server's address
     assert f"lost the connection to the server at 127.0.0.1:{port}" in run.stderr  # the tasklets' error
     assert 0 < summary["tasks"] < 2000

@@ -96,7 +96,7 @@ def run_batch(
         errors = [leaf for leaf in leaves if isinstance(leaf, Exception)]
         if not errors:
             raise  # SystemExit, or a cancellation: not ours to explain
-        raise RunFailed(_head_crash(errors[0])) from exc
+        raise RunFailed(_head_crash(errors[0], tally)) from exc
     return batch
 
 
@@ -108,11 +108,17 @@ def _leaves(exc: BaseException) -> Iterator[BaseException]:
         yield exc
 
 
-def _head_crash(exc: Exception) -> str:
+def _head_crash(exc: Exception, tally: Tally) -> str:
+    """Why the head stopped; for Grain's own crash on a dropped instance, that instance and its tasklets' last error."""
     where = traceback.extract_tb(exc.__traceback__)
     place = f" in {Path(where[-1].filename).name}, {where[-1].name}()" if where else ""
     message = f"the Grain head stopped with {type(exc).__name__}: {exc}{place}"
     if isinstance(exc, KeyError) and "remote_exer" in place:
+        instance = exc.args[0] if exc.args else None
+        if isinstance(instance, str) and (errors := tally.errors_on([instance])):
+            # Grain 0.17 drops an instance after three failed tasklets; at times its head then runs one
+            # more tasklet on it and crashes instead of waiting: the instance is lost all the same.
+            return f"{message}, as it dropped the sworker instance {instance} it had lost\n{errors}"
         message += (
             "\nGrain 0.17 crashes so when it runs a tasklet on an instance that is gone (dropped as its "
             "tasklets were being re-dispatched), or a tasklet that asks for Cores/Node on a sworker "

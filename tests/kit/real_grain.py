@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
+from netns import started
 
 from .conftest import TEMPLATE
 
@@ -58,40 +59,13 @@ def render_config(listen: str, sworker: str, capacity: int, idle_quit: str) -> s
 
 
 @contextmanager
-def running(
-    command: list[str], log: Path, env: Mapping[str, str], stop_signal: int, stop_timeout: float
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``command`` in a session of its own, output to ``log``: on exit, ``stop_signal``, then SIGKILL, reaped."""
-    with open(log, "wb") as output:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            env=dict(env),
-            start_new_session=True,  # SIGINT is not ignored here (tests/conftest.py): the worker obeys it
-        )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(stop_signal)
-            try:
-                process.wait(stop_timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        _kill_group(process.pid)
-        process.wait()
-
-
-@contextmanager
 def gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
     """Gnaw, which the head attaches to (its -wurl is the head's listen address, as Grain starts it)."""
     socket_path = Path(tempfile.gettempdir()) / f"gnaw-{secrets.token_hex(6)}"
     binary = Path(sys.executable).with_name("gnaw")
     command = [str(binary) if binary.exists() else "gnaw", "-hurl", f"unix://{socket_path}", "-wurl", listen]
     command += ["-n", "8", "-t", idle_quit, "-swarm", "0"]
-    with running(command, workdir / "gnaw.log", env, signal.SIGKILL, GNAW_STOP_TIMEOUT) as process:
+    with started(None, command, workdir / "gnaw.log", env, signal.SIGKILL, GNAW_STOP_TIMEOUT) as process:
         try:
             deadline = time.monotonic() + START_TIMEOUT
             while not socket_path.exists():
@@ -110,7 +84,7 @@ def worker(
     """``python -m grain.worker`` as ``grain up`` renders it; SIGINT makes it leave and cancel its sworker."""
     res = json.dumps({"Capacity": {"V": int(capacity)}})
     command = [sys.executable, "-m", "grain.worker", "--url", listen, "--res", res, "--sworker", sworker]
-    return running(command, workdir / "worker.log", env, signal.SIGINT, WORKER_STOP_TIMEOUT)
+    return started(None, command, workdir / "worker.log", env, signal.SIGINT, WORKER_STOP_TIMEOUT)
 
 
 @dataclass

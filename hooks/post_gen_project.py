@@ -27,6 +27,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "PKG/server_process.server.py": "PKG/server_process.py",
         "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
         "tests/test_client.server.py": "tests/test_client.py",
+        "tests/server_support.server.py": "tests/server_support.py",
         "tests/test_demo_faults.server.py": "tests/test_demo_faults.py",
     },
     "backendless": {

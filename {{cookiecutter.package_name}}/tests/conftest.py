@@ -4,8 +4,10 @@ import signal
 {%- if not cookiecutter.backendless %}
 from collections.abc import Iterator
 
+import psutil
 import pytest
 
+from {{ cookiecutter.package_name }}.demo.environment import local_service
 from {{ cookiecutter.package_name }}.the_sworker import LOG_DIR_ENV
 {%- endif %}
 
@@ -24,4 +26,23 @@ def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(LOG_DIR_ENV, str(tmp_path_factory.mktemp("server-logs")))
         yield
+
+
+@pytest.fixture
+def local_addresses(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The environment the sworker needs on one machine (loopback), as the demo sets it."""
+    with local_service() as env:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        yield
+
+
+@pytest.fixture
+def nothing_left_behind() -> Iterator[None]:
+    """The test ends with no child process of ours left: not running, and not unreaped (a zombie)."""
+    yield
+    left = psutil.Process().children(recursive=True)
+    for process in left:
+        process.kill()
+    assert not left, [" ".join(p.cmdline()) for p in left]
 {%- endif %}

@@ -8,10 +8,9 @@ one that resets connections. Every process a test starts is ended by its pid.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import psutil
 import pytest
 from demo_support import demo_summary
 from lifecycle_support import descendants, start_and_connect
+from server_support import use_server
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.client import (
@@ -32,9 +32,10 @@ from {{ cookiecutter.package_name }}.client import (
     call_timeout,
     max_concurrent,
 )
-from {{ cookiecutter.package_name }}.demo.environment import local_service
 from {{ cookiecutter.package_name }}.demo.server import DELAY_ENV
 from {{ cookiecutter.package_name }}.server_process import ServerStartError
+
+pytestmark = pytest.mark.usefixtures("local_addresses", "nothing_left_behind")
 
 BACKENDS = ["trio", "asyncio"]  # Grain runs trio; the client is anyio code and runs under both
 #: A server that runs one job at a time and says "busy" to a second (no braces: the command is format-ted).
@@ -109,29 +110,6 @@ while True:
     conn, _ = server.accept()
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
 """
-
-
-@pytest.fixture(autouse=True)
-def local_addresses(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The environment the sworker needs on one machine (loopback), as the demo sets it."""
-    with local_service() as env:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        yield
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    """Every test ends with no child process of ours left, stopped ones included."""
-    yield
-    left = psutil.Process().children(recursive=True)
-    for process in left:
-        process.kill()
-    assert not left, [" ".join(p.cmdline()) for p in left]
-
-
-def use_server(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
-    monkeypatch.setattr(the_sworker, "SERVER_COMMAND", [sys.executable, "-I", "-S", "-c", code, "{host}", "{port}"])
 
 
 def the_server(port: int) -> psutil.Process:

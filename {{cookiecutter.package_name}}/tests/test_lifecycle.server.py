@@ -15,7 +15,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import anyio
@@ -36,12 +35,15 @@ from lifecycle_support import (
     wait_for_descendants,
     wait_until,
 )
+from server_support import use_server
 
 from {{ cookiecutter.package_name }} import lifeline, the_sworker
 from {{ cookiecutter.package_name }}.client import RemoteError, ServerGoneError
 from {{ cookiecutter.package_name }}.demo.environment import local_service
 from {{ cookiecutter.package_name }}.demo.local_grain import child_environment, local_grain
 from {{ cookiecutter.package_name }}.server_process import ServerStartError, running_server
+
+pytestmark = pytest.mark.usefixtures("local_addresses", "nothing_left_behind")
 
 PACKAGE = PROJECT / "{{ cookiecutter.package_name }}"
 #: A minimal server (no braces: SERVER_COMMAND parts are str.format-ted) speaking the demo's protocol.
@@ -87,29 +89,6 @@ async def main():
 
 anyio.run(main, backend="trio")
 """
-
-
-@pytest.fixture(autouse=True)
-def local_addresses(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """The environment the sworker needs on one machine (loopback), as the demo sets it."""
-    with local_service() as env:
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        yield
-
-
-@pytest.fixture(autouse=True)
-def nothing_left_behind() -> Iterator[None]:
-    """Every test ends with no child process of ours left: not running, and not unreaped (a zombie)."""
-    yield
-    left = psutil.Process().children(recursive=True)
-    for process in left:
-        process.kill()
-    assert not left, [" ".join(p.cmdline()) for p in left]
-
-
-def use_server(monkeypatch: pytest.MonkeyPatch, code: str) -> None:
-    monkeypatch.setattr(the_sworker, "SERVER_COMMAND", [sys.executable, "-I", "-S", "-c", code, "{host}", "{port}"])
 
 
 # --- start-up faults -------------------------------------------------------------------------

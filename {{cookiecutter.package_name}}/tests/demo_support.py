@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,3 +137,12 @@ def leftover_processes(pids: list[int], run_mark: str) -> list[str]:
         if process.info["pid"] in pids or marked:
             left.append(f"{process.info['pid']}: {' '.join(process.info['cmdline'] or [])}")
     return left
+
+
+def assert_failed_and_cleaned_up(run: Demo, summary: dict[str, Any]) -> None:
+    """A failed run: non-zero, its logs kept and named, and nothing it started still running."""
+    assert summary["ok"] is False
+    logs = Path(summary["logs"])
+    assert logs.is_dir() and f"logs kept in {logs}" in run.stderr
+    assert leftover_processes(summary["pids"], summary["run_mark"]) == []
+    shutil.rmtree(logs)

@@ -14,11 +14,11 @@ from typing import Any
 
 import anyio
 import psutil
+from demo_support import PROJECT, Demo
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.demo.local_grain import child_environment
 
-PROJECT = Path(__file__).resolve().parents[1]
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 
 #: A Grain head: ``slow`` runs many slow tasklets (and writes PROGRESS after the first
@@ -94,6 +94,23 @@ def kill(processes: list[psutil.Process]) -> None:
             pass
 
 
+def suspend(process: psutil.Process) -> None:
+    """SIGSTOP ``process`` and wait until every thread of it is stopped.
+
+    ``kill`` returns before that: a thread woken by a request meanwhile could still answer it.
+    """
+    process.suspend()
+    wait_until(lambda: all(_stopped(thread.id) for thread in process.threads()), 5, f"{process.pid} stopped by SIGSTOP")
+
+
+def _stopped(thread_id: int) -> bool:
+    try:
+        with open(f"/proc/{thread_id}/stat") as stat:
+            return stat.read().rpartition(")")[2].split()[0] in ("T", "t")
+    except FileNotFoundError:
+        return True  # the thread is gone
+
+
 def descendants(pid: int) -> list[psutil.Process]:
     try:
         return [p for p in psutil.Process(pid).children(recursive=True) if p.status() != psutil.STATUS_ZOMBIE]
@@ -134,6 +151,17 @@ def wait_for_descendants(pid: int, *names: str, timeout: float = 30) -> list[psu
 
     wait_until(started, timeout, f"{', '.join(names)} started")
     return found
+
+
+def signal_the_demo(run: Demo, signum: signal.Signals, limit: float, *names: str) -> None:
+    """Once the demo runs processes named ``names``, send it ``signum``; they and it must end within ``limit``."""
+    started = wait_for_descendants(run.process.pid, *names)
+    try:
+        run.process.send_signal(signum)
+        wait_until(lambda: not any(alive(p.pid) for p in started), limit, f"what the demo started, after {signum.name}")
+        wait_until(lambda: run.process.poll() is not None, limit, f"the demo exits on {signum.name}")
+    finally:
+        kill(started)
 
 
 def listening_addresses(command: list[str], env: Mapping[str, str]) -> list[str]:

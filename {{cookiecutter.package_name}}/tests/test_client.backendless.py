@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import anyio
 import psutil
 import pytest
-from lifecycle_support import descendants, start_and_connect
+from lifecycle_support import descendants, start_and_connect, suspend
 
 from {{ cookiecutter.package_name }}.client import (
     CALL_TIMEOUT_ENV,
@@ -46,26 +46,6 @@ def the_service(url: str) -> psutil.Process:
     return service
 
 
-def stop(process: psutil.Process) -> None:
-    """SIGSTOP ``process`` and wait until every thread of it is stopped.
-
-    ``kill`` returns before that: a thread woken by a request meanwhile could still answer it.
-    """
-    process.suspend()
-    deadline = time.monotonic() + 5
-    while not all(_stopped(thread.id) for thread in process.threads()):
-        assert time.monotonic() < deadline, "the service did not stop within 5 s of SIGSTOP"
-        time.sleep(0.005)
-
-
-def _stopped(thread_id: int) -> bool:
-    try:
-        with open(f"/proc/{thread_id}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] in ("T", "t")
-    except FileNotFoundError:
-        return True  # the thread is gone
-
-
 @pytest.mark.parametrize("raw", ["soon", "0", "-1", "nan"])
 def test_a_bad_call_timeout_names_the_variable(raw: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(CALL_TIMEOUT_ENV, raw)
@@ -84,7 +64,7 @@ def test_calls_to_a_stopped_service_raise_within_the_limit_naming_it(backend: st
         async with start_and_connect() as client:
             assert await client.square(2.0) == 4.0
             service = the_service(service_env[URL_ENV])
-            stop(service)  # SIGSTOP: the kernel still takes the request, nothing answers
+            suspend(service)  # SIGSTOP: the kernel still takes the request, nothing answers
             try:
                 started = time.monotonic()
                 with pytest.raises(ServiceTimeoutError) as raised:

@@ -18,7 +18,7 @@ import anyio
 import psutil
 import pytest
 from demo_support import demo_summary
-from lifecycle_support import descendants, start_and_connect
+from lifecycle_support import descendants, start_and_connect, suspend
 from server_support import use_server
 
 from {{ cookiecutter.package_name }} import the_sworker
@@ -116,26 +116,6 @@ def the_server(port: int) -> psutil.Process:
     """The server process listening on ``port`` (others may run, e.g. the conformance kit's)."""
     (server,) = [p for p in descendants(os.getpid()) if str(port) in p.cmdline()]
     return server
-
-
-def stop(process: psutil.Process) -> None:
-    """SIGSTOP ``process`` and wait until every thread of it is stopped.
-
-    ``kill`` returns before that: a thread woken by a request meanwhile could still answer it.
-    """
-    process.suspend()
-    deadline = time.monotonic() + 5
-    while not all(_stopped(thread.id) for thread in process.threads()):
-        assert time.monotonic() < deadline, "the server did not stop within 5 s of SIGSTOP"
-        time.sleep(0.005)
-
-
-def _stopped(thread_id: int) -> bool:
-    try:
-        with open(f"/proc/{thread_id}/stat") as stat:
-            return stat.read().rpartition(")")[2].split()[0] in ("T", "t")
-    except FileNotFoundError:
-        return True  # the thread is gone
 
 
 def connections_to(port: int) -> int:
@@ -335,7 +315,7 @@ def test_calls_to_a_stopped_server_raise_within_the_limit_naming_it(
         async with instance_and_port() as (client, port):
             assert await client.square(2.0) == 4.0
             server = the_server(port)
-            stop(server)  # SIGSTOP: the kernel still accepts connections, nothing answers
+            suspend(server)  # SIGSTOP: the kernel still accepts connections, nothing answers
             try:
                 for concurrent in (1, 3):  # on the idle connection, then on new ones as well
                     started = time.monotonic()

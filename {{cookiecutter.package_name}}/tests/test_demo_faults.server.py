@@ -8,12 +8,10 @@ with the worker's log and its logs kept.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
-from typing import Any
 
 import pytest
-from demo_support import GRAIN_RACE, PROJECT, Demo, demo, leftover_processes
+from demo_support import GRAIN_RACE, PROJECT, assert_failed_and_cleaned_up, demo
 
 from {{ cookiecutter.package_name }}.demo.cluster import ClusterConfig, config_problems, worker_log_pattern
 from {{ cookiecutter.package_name }}.demo.local_grain import free_port
@@ -24,15 +22,6 @@ SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 #: The issue's bound for a start-up error to show: the start-up timeout plus 10 s.
 STARTUP_REPORT_LIMIT = 45.0
 LOST_INSTANCE_LIMIT = 60.0
-
-
-def assert_failed_and_cleaned_up(run: Demo, summary: dict[str, Any]) -> None:
-    """A failed run: non-zero, its logs kept and named, and nothing it started still running."""
-    assert summary["ok"] is False
-    logs = Path(summary["logs"])
-    assert logs.is_dir() and f"logs kept in {logs}" in run.stderr
-    assert leftover_processes(summary["pids"], summary["run_mark"]) == []
-    shutil.rmtree(logs)
 
 
 @pytest.mark.real_grain

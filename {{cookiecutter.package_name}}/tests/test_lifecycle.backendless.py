@@ -22,14 +22,12 @@ from demo_support import demo
 from lifecycle_support import (
     PROJECT,
     SWORKER,
-    alive,
     descendants,
     head_process,
-    kill,
     listening_addresses,
     run_trio,
+    signal_the_demo,
     start_and_connect,
-    wait_for_descendants,
     wait_until,
 )
 
@@ -245,13 +243,6 @@ def test_a_failing_tasklet_is_retried_three_times_then_the_head_waits_forever(
 def test_the_demo_service_never_outlives_its_head(signum: signal.Signals, limit: float, tmp_path: Path) -> None:
     """The demo (the head) started the service and Gnaw: its cleanup ends them on SIGTERM, their guards on SIGKILL."""
     with demo(tmp_path, "--tasks", "100000") as run:
-        started = wait_for_descendants(run.process.pid, "gnaw", "demo.service")
-        try:
-            run.process.send_signal(signum)
-            what = f"what the demo started, after {signum.name}"
-            wait_until(lambda: not any(alive(p.pid) for p in started), limit, what)
-            wait_until(lambda: run.process.poll() is not None, limit, f"the demo exits on {signum.name}")
-        finally:
-            kill(started)
+        signal_the_demo(run, signum, limit, "gnaw", "demo.service")
     if signum == signal.SIGTERM:  # it handled SIGTERM (as SIGINT), and so ran its cleanup
         assert run.process.returncode != -signal.SIGTERM, run.output()

@@ -31,8 +31,8 @@ from lifecycle_support import (
     kill,
     listening_addresses,
     run_trio,
+    signal_the_demo,
     start_and_connect,
-    wait_for_descendants,
     wait_until,
 )
 from server_support import use_server
@@ -591,13 +591,6 @@ def test_each_guard_alone_takes_the_server_along_when_its_parent_is_killed(guard
 def test_the_demo_ended_by_a_signal_leaves_nothing(signum: signal.Signals, limit: float, tmp_path: Path) -> None:
     """Gnaw, the worker and its server go with the demo: by its own cleanup on SIGTERM, by their guards on SIGKILL."""
     with demo(tmp_path, "--tasks", "100000") as run:
-        started = wait_for_descendants(run.process.pid, "gnaw", "grain.worker", "demo.server")
-        try:
-            run.process.send_signal(signum)
-            what = f"what the demo started, after {signum.name}"
-            wait_until(lambda: not any(alive(p.pid) for p in started), limit, what)
-            wait_until(lambda: run.process.poll() is not None, limit, f"the demo exits on {signum.name}")
-        finally:
-            kill(started)
+        signal_the_demo(run, signum, limit, "gnaw", "grain.worker", "demo.server")
     if signum == signal.SIGTERM:  # it handled SIGTERM (as SIGINT), and so ran its cleanup
         assert run.process.returncode != -signal.SIGTERM, run.output()

@@ -41,15 +41,21 @@ def test_demo_at_capacity_one(tmp_path: Path) -> None:
     assert summary["tasks"] == 10 and summary["wrong"] == 0
 
 
-def test_grain_up_renders_what_the_variant_needs() -> None:
+def grain_up_dry(config: str) -> subprocess.CompletedProcess[str]:
+    """What Grain's own ``grain up --dry`` prints for the project's ``config``; it must succeed."""
     result = subprocess.run(
-        [sys.executable, "-m", "grain.cli", "up", "--dry", "-c", str(PROJECT / "grain.toml")],
+        [sys.executable, "-m", "grain.cli", "up", "--dry", "-c", str(PROJECT / config)],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=PROJECT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_grain_up_renders_what_the_variant_needs() -> None:
+    result = grain_up_dry("grain.toml")
     if is_backendless(SWORKER):
         assert "don't need to run a worker" in result.stderr
     else:
@@ -62,14 +68,7 @@ def test_grain_cluster_toml_loads_and_grain_up_renders_what_the_variant_needs() 
     config = ClusterConfig.load(PROJECT / "grain.cluster.toml")
     assert config.worker.specialized_type == SWORKER
     assert config.head.gnaw.enabled and config.head.listen == config.worker.dial
-    result = subprocess.run(
-        [sys.executable, "-m", "grain.cli", "up", "--dry", "-c", str(PROJECT / "grain.cluster.toml")],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=PROJECT,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = grain_up_dry("grain.cluster.toml")
     if is_backendless(SWORKER):
         assert "don't need to run a worker" in result.stderr
         assert not config.worker.script.cores, "cores would give the head's instance Node resources"

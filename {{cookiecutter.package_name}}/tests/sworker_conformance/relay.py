@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextvars
 import errno
-import functools
 import ipaddress
 import queue
 import selectors
@@ -236,8 +235,16 @@ class Relay:
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self._abort(pair)
             return
-        self._selector.register(upstream, selectors.EVENT_WRITE, lambda s, e: self._upstream_event(pair, e))
-        self._selector.register(client, selectors.EVENT_READ, lambda s, e: self._client_event(pair, e))
+        self._selector.register(upstream, selectors.EVENT_WRITE, self._on_upstream(pair))
+        self._selector.register(client, selectors.EVENT_READ, self._on_client(pair))
+
+    def _on_upstream(self, pair: _Pair) -> Callable[[socket.socket, int], None]:
+        """The selector's callback for ``pair``'s upstream socket."""
+        return lambda sock, events: self._upstream_event(pair, events)
+
+    def _on_client(self, pair: _Pair) -> Callable[[socket.socket, int], None]:
+        """The selector's callback for ``pair``'s client socket."""
+        return lambda sock, events: self._client_event(pair, events)
 
     def _upstream_event(self, pair: _Pair, events: int) -> None:
         upstream = pair.upstream
@@ -249,22 +256,16 @@ class Relay:
                 return
             pair.connected = True
         if events & selectors.EVENT_READ:
-            try:
-                data = upstream.recv(CHUNK)
-            except OSError:
-                self._abort(pair)
+            data = self._receive(pair, upstream)
+            if data is None:
                 return
             if data:
                 pair.to_client += data
             else:
                 pair.upstream_eof = True
         if events & selectors.EVENT_WRITE and pair.to_upstream:
-            try:
-                sent = upstream.send(pair.to_upstream)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._abort(pair)
+            sent = self._send(pair, upstream, pair.to_upstream)
+            if sent is None:
                 return
             pair.to_upstream = pair.to_upstream[sent:]
         self._update(pair)
@@ -272,10 +273,8 @@ class Relay:
     def _client_event(self, pair: _Pair, events: int) -> None:
         client = pair.client
         if events & selectors.EVENT_READ:
-            try:
-                data = client.recv(CHUNK)
-            except OSError:
-                self._abort(pair)
+            data = self._receive(pair, client)
+            if data is None:
                 return
             if not data:
                 pair.client_eof = True
@@ -286,18 +285,29 @@ class Relay:
                 pair.to_upstream += data
                 self.bytes_from_client += len(data)
         if events & selectors.EVENT_WRITE and pair.to_client and not pair.cut:
-            try:
-                sent = client.send(pair.to_client)
-            except BlockingIOError:
-                sent = 0
-            except OSError:
-                self._abort(pair)
+            sent = self._send(pair, client, pair.to_client)
+            if sent is None:
                 return
             pair.to_client = pair.to_client[sent:]
         self._update(pair)
 
-    def _cut_client_event(self, pair: _Pair, sock: socket.socket, events: int) -> None:
-        self._client_event(pair, events)
+    def _receive(self, pair: _Pair, sock: socket.socket) -> bytes | None:
+        """What ``sock`` has for the other side (``b""``: EOF); None if it failed, and the pair is aborted."""
+        try:
+            return sock.recv(CHUNK)
+        except OSError:
+            self._abort(pair)
+            return None
+
+    def _send(self, pair: _Pair, sock: socket.socket, data: bytes) -> int | None:
+        """How much of ``data`` ``sock`` took; None if it failed, and the pair is aborted."""
+        try:
+            return sock.send(data)
+        except BlockingIOError:
+            return 0
+        except OSError:
+            self._abort(pair)
+            return None
 
     def _update(self, pair: _Pair) -> None:
         """Pass on EOFs once the buffers are flushed; watch for what each socket can do next."""
@@ -317,9 +327,9 @@ class Relay:
         upstream_events = (0 if pair.upstream_eof or not pair.connected else selectors.EVENT_READ) | (
             selectors.EVENT_WRITE if pair.to_upstream or not pair.connected else 0
         )
-        _modify(self._selector, pair.client, client_events, lambda s, e: self._client_event(pair, e))
+        _modify(self._selector, pair.client, client_events, self._on_client(pair))
         if upstream is not None:
-            _modify(self._selector, upstream, upstream_events, lambda s, e: self._upstream_event(pair, e))
+            _modify(self._selector, upstream, upstream_events, self._on_upstream(pair))
 
     def _cut(self, ending: str) -> list[Address]:
         self.ending = ending
@@ -345,8 +355,7 @@ class Relay:
                 self._pairs.remove(pair)
             else:  # a FIN; then read and drop what the client sends, so that no reset follows
                 _shutdown(pair.client, socket.SHUT_WR)
-                reader = functools.partial(self._cut_client_event, pair)
-                _modify(self._selector, pair.client, selectors.EVENT_READ, reader)
+                _modify(self._selector, pair.client, selectors.EVENT_READ, self._on_client(pair))
         return open_addresses
 
     def _abort(self, pair: _Pair) -> None:

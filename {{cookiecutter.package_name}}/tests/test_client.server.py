@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -329,6 +329,52 @@ def test_calls_to_a_stopped_server_raise_within_the_limit_naming_it(
             finally:
                 server.resume()
             assert await client.square(3.0) == 9.0  # back in step on a fresh connection
+
+    anyio.run(main, backend=backend)
+
+
+class ClosingConnection:
+    """Stands in for a connection in the watchdog's books; closing it yields, and runs ``meanwhile`` first."""
+
+    def __init__(self, meanwhile: Callable[[], None] = lambda: None) -> None:
+        self.meanwhile = meanwhile
+        self.closed = False
+
+    async def aclose(self) -> None:
+        self.meanwhile()
+        await anyio.lowlevel.checkpoint()
+        self.closed = True
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reused", [False, True], ids=["call-ends", "connection-reused"])
+def test_a_call_that_ends_while_the_watchdog_closes_another_is_never_cut_short(backend: str, reused: bool) -> None:
+    """Two calls pass their limit in one pass. While the first one's connection closes, the second call
+    ends (and, if it was in time, its connection serves a new call): the watchdog must neither fail nor
+    close a connection that a call in time is using."""
+
+    async def main() -> None:
+        client = Client("127.0.0.1", 9, "unused", call_timeout=5)
+        second = ClosingConnection()
+        new_call: list[float] = []  # the deadline of a new call on the second connection, if one took it
+
+        def second_call_ends() -> None:  # what the end of Client._exchange does with the books
+            in_time = client._deadlines.pop(second, None) is not None
+            if in_time and reused:
+                new_call.append(anyio.current_time() + 5)
+                client._deadlines[second] = new_call[0]
+
+        first = ClosingConnection(meanwhile=second_call_ends)
+        past = anyio.current_time() - 1
+        client._deadlines.update({first: past, second: past})
+        with anyio.move_on_after(0.3):
+            await client._expire_stalled_calls()
+        assert first.closed
+        assert first not in client._deadlines
+        if new_call:  # the new call keeps its deadline and its connection
+            assert client._deadlines.get(second) == new_call[0] and not second.closed
+        else:  # the second call was expired first: its connection is closed, its books cleared
+            assert second.closed and second not in client._deadlines
 
     anyio.run(main, backend=backend)
 

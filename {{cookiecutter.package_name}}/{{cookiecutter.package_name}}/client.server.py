@@ -106,9 +106,8 @@ class Client:
         self._ids = itertools.count(1)
         self._idle: list[BufferedByteStream] = []
         self._connections: set[BufferedByteStream] = set()  # idle or in use: aclose closes them all
-        # Calls in flight, oldest first (all share one limit, so their deadlines come in order).
+        # Calls in flight; the watchdog removes the entry of a call past its limit (it has expired).
         self._deadlines: dict[BufferedByteStream, float] = {}
-        self._expired: set[BufferedByteStream] = set()
         self._turns = anyio.Semaphore(max_concurrent, fast_acquire=True) if max_concurrent else None
 
     @classmethod
@@ -171,7 +170,7 @@ class Client:
             reply = json.loads(await stream.receive_until(b"\n", MAX_REPLY_BYTES))
             in_step = isinstance(reply, dict) and reply.get("id") == request_id
         except _TRANSPORT_ERRORS as exc:
-            if stream in self._expired:
+            if stream not in self._deadlines:  # the watchdog expired the call and closed its connection
                 raise ServerTimeoutError(
                     f"the server at {self._address} did not answer {op!r} within {self._call_timeout:g} s "
                     f"(the limit is {CALL_TIMEOUT_ENV}): it is stalled, or the job needs a longer limit"
@@ -183,8 +182,8 @@ class Client:
         except ValueError as exc:
             raise RemoteError(f"server at {self._address} sent a reply to {op!r} that is not JSON") from exc
         finally:
-            self._deadlines.pop(stream, None)
-            if in_step and stream not in self._expired:
+            expired = self._deadlines.pop(stream, None) is None
+            if in_step and not expired:
                 self._idle.append(stream)
             else:  # cancelled, timed out or broken mid-call: its reply must never reach another call
                 await self._discard(stream)
@@ -196,14 +195,14 @@ class Client:
         """Close the connection of every call past its limit: that call then raises ServerTimeoutError."""
         while True:
             now = anyio.current_time()
-            pause = min(WATCH_INTERVAL, self._call_timeout)
-            for stream, deadline in list(self._deadlines.items()):
-                if deadline > now:
-                    pause = min(pause, deadline - now)
-                    break  # the calls after it started later, so their deadlines are later too
+            stalled = [stream for stream, deadline in self._deadlines.items() if deadline <= now]
+            # Expire them all before the first close yields: meanwhile a call may end, or its
+            # connection serve a new call, whose deadline must stay.
+            for stream in stalled:
                 del self._deadlines[stream]
-                self._expired.add(stream)
-                await _close(stream)  # wakes the call, which sees it expired
+            pause = min([WATCH_INTERVAL, self._call_timeout, *(d - now for d in self._deadlines.values())])
+            for stream in stalled:
+                await _close(stream)  # wakes the call, which finds its deadline gone: it expired
             await anyio.sleep(pause)
 
     async def _open_connection(self) -> BufferedByteStream:
@@ -241,7 +240,6 @@ class Client:
     async def _discard(self, stream: BufferedByteStream) -> None:
         """Forget one connection and close it."""
         self._connections.discard(stream)
-        self._expired.discard(stream)
         await _close(stream)
 
     async def aclose(self) -> None:

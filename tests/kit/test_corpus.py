@@ -20,7 +20,7 @@ from sworker_conformance.target import VERDICT_SLACK
 
 from tests.kit.sworkers._parts import LEAKED  # the name the corpus modules import it by
 
-from .corpus import BROKEN, GOOD, PROBE, Case
+from .corpus import BROKEN, GOOD, PACKAGE, PROBE, SERVICE, Case
 from .verdicts import CLEANUP_LIMIT, STARTUP_TIMEOUT, failing, judge_timed, target_for
 
 BOUND = STARTUP_TIMEOUT + CLEANUP_LIMIT + VERDICT_SLACK
@@ -106,6 +106,18 @@ def test_asyncio_only_code_passes_under_asyncio(module: str) -> None:
     """What makes rule 7 a trio finding: the same module is fine under asyncio."""
     verdicts, _ = judge_timed(Case(module, None, "tests.kit.sworkers._parts:echo_service"), ("asyncio",))
     assert failing(verdicts) == {}, verdicts
+
+
+@pytest.mark.parametrize("probe", ["probe", "probe_on_the_loop"])
+def test_a_probe_that_needs_asyncio_breaks_rule_7_and_nothing_else(probe: str) -> None:
+    """The probe's call is at fault, not grain_context: that started, so Rule 5 passes; 8 and 10 say why not."""
+    case = Case("r07_asyncio_probe", 7, SERVICE, probe=f"{PACKAGE}.r07_asyncio_probe:{probe}")
+    verdicts, seconds = judge_timed(case)
+    _expect(case, verdicts, seconds)
+    assert "the probe call needs asyncio" in verdicts[7], verdicts[7]
+    assert verdicts[5] == "pass", verdicts[5]
+    for rule in (8, 10):
+        assert "the probe call needs asyncio" in verdicts[rule], verdicts[rule]
 
 
 def test_good_modules_leave_their_violations_unreported() -> None:

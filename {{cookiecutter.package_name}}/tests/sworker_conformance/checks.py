@@ -260,7 +260,7 @@ def _records(obs: Observation) -> list[Record]:
 def check_event_loop_friendly(target: Target, obs: Observation) -> None:
     """Runs under trio (asyncio-only code fails there) and never blocks the event loop while it works."""
     _run_happened(obs, 7)
-    _first_failed(obs, 7, obs.start_error, obs.context_error)
+    _first_failed(obs, 7, obs.start_error, obs.context_error, obs.probe_violation)
     stage, stall = obs.abandoned, obs.abandoned_stall
     if stage is not None and stall is not None and stall.where is not None and stage.rule in (5, 7, 8, 10):
         _violation(
@@ -358,7 +358,7 @@ def _stall_fix(stall: Stall) -> str:
 def check_concurrent_clients(target: Target, obs: Observation) -> None:
     """One shared client serves V concurrent probe calls, round after round."""
     _run_happened(obs, 8)
-    _first_failed(obs, 8, obs.start_error, obs.context_error)
+    _first_failed(obs, 8, obs.start_error, obs.context_error, obs.probe_violation)
     if target.probe is None:
         raise CouldNotJudge(8, NO_PROBE)
     if obs.calls_skipped:
@@ -416,7 +416,7 @@ def check_startup_bounded(target: Target, obs: Observation) -> None:
 def check_dead_server_raises(target: Target, obs: Observation) -> None:
     """After the server stops (EOF, then a reset), the next call raises, and does not hang."""
     _run_happened(obs, 10)
-    _first_failed(obs, 10, obs.start_error, obs.yield_error, obs.fields_error, obs.context_error)
+    _first_failed(obs, 10, obs.start_error, obs.yield_error, obs.fields_error, obs.context_error, obs.probe_violation)
     if target.probe is None:
         raise CouldNotJudge(10, NO_PROBE)
     if obs.calls_skipped:

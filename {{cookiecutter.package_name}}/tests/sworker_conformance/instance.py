@@ -61,6 +61,8 @@ def needs_asyncio(exc: BaseException) -> bool:
         text = f"{type(error).__module__}.{type(error).__name__}: {error}"
         if "no running event loop" in text or "no current event loop" in text or text.startswith("asyncio."):
             return True
+        if "written for some other framework like asyncio" in text:  # trio, given an asyncio future to wait on
+            return True
         if type(error).__name__ == "AsyncLibraryNotFoundError":
             return True
     return False

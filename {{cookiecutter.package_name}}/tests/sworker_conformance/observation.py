@@ -159,6 +159,8 @@ class Observation:
     context_error: AssertionError | None = None
     #: Why the probe could not be used on a live instance (one line), if it could not.
     probe_error: str = ""
+    #: The rule the probe call broke, where its failure is one (Rule 7: it needs asyncio).
+    probe_violation: ContractViolation | None = None
     calls_skipped: str = ""
     calls_hung: bool = False
     #: Per round of V concurrent probe calls: the errors.
@@ -573,7 +575,7 @@ async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, 
 
 def _probe_failure(exc: BaseException, obs: Observation) -> str:
     if obs.loop == "trio" and needs_asyncio(exc):
-        obs.context_error = ContractViolation(
+        obs.probe_violation = ContractViolation(
             7, f"the probe call needs asyncio: under trio, which Grain runs, it raised {describe(exc)}."
         )
         return "the probe call needs asyncio"

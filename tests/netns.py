@@ -18,6 +18,7 @@ import os
 import secrets
 import shutil
 import signal
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -82,6 +83,14 @@ def started(
         except (ProcessLookupError, PermissionError):
             pass
         process.wait()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port free now on ``host`` (``0.0.0.0``: on every address of this machine's namespace)."""
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        port: int = probe.getsockname()[1]
+    return port
 
 
 def log_tails(directory: Path, size: int = 2500) -> str:

@@ -141,7 +141,8 @@ def cluster(node_count: int = 2, up_timeout: float = UP_TIMEOUT) -> Iterator[Slu
         if not munge_answers(None):
             auth_info = f"AuthInfo=socket={start_munged(stack, directory)}\n"
         conf = directory / "slurm.conf"
-        conf.write_text(slurm_conf(directory, controller, free_port(), nodes, auth_info))
+        # slurmctld listens on every address of this machine's namespace: a port free on all of them.
+        conf.write_text(slurm_conf(directory, controller, netns.free_port("0.0.0.0"), nodes, auth_info))
         made = SlurmCluster(conf, directory, controller, nodes, "test", {"SLURM_CONF": str(conf)})
         env = {**os.environ, **made.env}
         deadline = started + up_timeout
@@ -290,14 +291,6 @@ def free_subnet() -> str:
     candidates = [n for n in range(256) if not re.search(rf"\b10\.232\.{n}\.", used)]
     assert candidates, "no free 10.232.N.0/24 subnet for the test cluster"
     return f"10.232.{secrets.choice(candidates)}"
-
-
-def free_port() -> int:
-    """A port free now: slurmctld listens on every address of this machine's namespace."""
-    with socket.socket() as probe:
-        probe.bind(("0.0.0.0", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def main() -> None:

@@ -13,7 +13,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -54,9 +53,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def adapted_config(project: Path, cluster: SlurmCluster, folder: Path, *, walltime: str, setup: str = "") -> Path:
     """The package's grain.cluster.toml with what its comments ask a user to replace, replaced."""
-    with socket.socket() as probe:
-        probe.bind((cluster.controller, 0))
-        listen = f"{cluster.controller}:{probe.getsockname()[1]}"
+    listen = f"{cluster.controller}:{netns.free_port(cluster.controller)}"
     replace = {
         "head-node:4242": listen,
         'queue = "your-partition"': f'queue = "{cluster.partition}"',

@@ -16,7 +16,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -27,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from netns import started
+from netns import free_port, started
 
 from .conftest import TEMPLATE
 
@@ -39,13 +38,6 @@ START_TIMEOUT = 20.0
 WORKER_STOP_TIMEOUT = 15.0
 #: Gnaw keeps no state a proof needs, and lingers 5 s on SIGTERM: it is killed at once.
 GNAW_STOP_TIMEOUT = 5.0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def render_config(listen: str, sworker: str, capacity: int, idle_quit: str) -> str:

@@ -20,7 +20,8 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -91,6 +92,38 @@ def free_port(host: str = "127.0.0.1") -> int:
         probe.bind((host, 0))
         port: int = probe.getsockname()[1]
     return port
+
+
+def wait_until(
+    done: Callable[[], bool],
+    timeout: float,
+    what: str | Callable[[], str],
+    processes: Mapping[str, subprocess.Popen[bytes]] | None = None,
+    logs: Path | Callable[[], str] | None = None,
+    interval: float = 0.05,
+) -> None:
+    """Poll ``done`` until it holds, at most ``timeout`` seconds; meanwhile each of ``processes`` (by
+    name) must keep running. A failure says which process exited (and its code) or what was waited
+    for (``what``, or what it returns at that moment) and the limit, then the tails of ``logs``: the
+    ``*.log`` files of a directory, or the text a callable returns."""
+    deadline = time.monotonic() + timeout
+    while not done():
+        for name, process in (processes or {}).items():
+            if process.poll() is not None:
+                waited = what() if callable(what) else what
+                raise AssertionError(
+                    f"{name} exited with code {process.returncode} while waiting for {waited}{_tails(logs)}"
+                )
+        if time.monotonic() > deadline:
+            waited = what() if callable(what) else what
+            raise AssertionError(f"gave up after {timeout:g} s waiting for {waited}{_tails(logs)}")
+        time.sleep(interval)
+
+
+def _tails(logs: Path | Callable[[], str] | None) -> str:
+    if logs is None:
+        return ""
+    return "\n" + (log_tails(logs) if isinstance(logs, Path) else logs())
 
 
 def log_tails(directory: Path, size: int = 2500) -> str:

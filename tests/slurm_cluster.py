@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,25 +146,14 @@ def cluster(node_count: int = 2, up_timeout: float = UP_TIMEOUT) -> Iterator[Slu
         made = SlurmCluster(conf, directory, controller, nodes, "test", {"SLURM_CONF": str(conf)})
         env = {**os.environ, **made.env}
         deadline = started + up_timeout
-
-        def wait(
-            done: Callable[[], bool], what: Callable[[], str], daemons: dict[str, subprocess.Popen[bytes]]
-        ) -> None:
-            while not done():
-                for name, process in daemons.items():
-                    if process.poll() is not None:
-                        raise AssertionError(f"{name} exited with code {process.returncode}\n{made.logs()}")
-                if time.monotonic() > deadline:
-                    raise AssertionError(
-                        f"no Slurm cluster within {up_timeout:g} s: waited for {what()}\n{made.logs()}"
-                    )
-                time.sleep(0.1)
+        limit = f"; a Slurm cluster has {up_timeout:g} s in all to come up"
 
         command = ["slurmctld", "-D", "-f", str(conf)]
         log = directory / "slurmctld.out"
         slurmctld = stack.enter_context(netns.started(None, command, log, env, signal.SIGTERM, STOP_GRACE))
-        wait(lambda: controller_up(made), lambda: "slurmctld to answer `scontrol ping`", {"slurmctld": slurmctld})
         daemons = {"slurmctld": slurmctld}
+        what = f"slurmctld to answer `scontrol ping`{limit}"
+        netns.wait_until(lambda: controller_up(made), deadline - time.monotonic(), what, daemons, made.logs, 0.1)
         for node in nodes:
             command = ["slurmd", "-D", "-N", node.name, "-f", str(conf)]
             log = directory / f"slurmd-{node.name}.out"
@@ -174,7 +163,14 @@ def cluster(node_count: int = 2, up_timeout: float = UP_TIMEOUT) -> Iterator[Slu
         # Cancel every job before the daemons stop (the ExitStack runs this first).
         stack.callback(cancel_all, made)
         names = ", ".join(node.name for node in nodes)
-        wait(lambda: all_idle(made), lambda: f"{names} to be idle in sinfo (now: {made.node_states()})", daemons)
+        netns.wait_until(
+            lambda: all_idle(made),
+            deadline - time.monotonic(),
+            lambda: f"{names} to be idle in sinfo (now: {made.node_states()}){limit}",
+            daemons,
+            made.logs,
+            0.1,
+        )
         made.up_seconds = time.monotonic() - started
         yield made
 
@@ -233,13 +229,11 @@ def start_munged(stack: ExitStack, directory: Path) -> Path:
     munged = stack.enter_context(
         netns.started(None, command, directory / "munged.out", os.environ, signal.SIGTERM, STOP_GRACE)
     )
-    deadline = time.monotonic() + 10
-    while not munge_answers(socket_path):
-        if munged.poll() is not None:
-            log = (directory / "munged.out").read_text(errors="replace")
-            raise AssertionError(f"munged exited with code {munged.returncode}: {log}")
-        assert time.monotonic() < deadline, f"munged did not answer on {socket_path} within 10 s"
-        time.sleep(0.05)
+    what = f"munged to answer on {socket_path}"
+    out = directory / "munged.out"
+    netns.wait_until(
+        lambda: munge_answers(socket_path), 10, what, {"munged": munged}, lambda: out.read_text(errors="replace")
+    )
     return socket_path
 
 

@@ -85,11 +85,8 @@ class SmokeRun:
         return (self.folder / "stdout").read_text(errors="replace")[-2000:] + self.stderr[-6000:]
 
     def wait_for_line(self, text: str, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while text not in self.stderr:
-            assert self.process.poll() is None, f"the demo exited with {self.process.returncode}\n{self.output()}"
-            assert time.monotonic() < deadline, f"the demo did not print {text!r} within {timeout:g} s\n{self.output()}"
-            time.sleep(0.05)
+        what = f"the demo to print {text!r}"
+        netns.wait_until(lambda: text in self.stderr, timeout, what, {"the demo": self.process}, self.output)
 
     def finish(self) -> tuple[int, float, dict[str, Any]]:
         """Exit code, seconds since the start, and the ``--json`` line, once the demo ended by itself."""

@@ -19,8 +19,7 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,15 +160,6 @@ def network() -> Iterator[Network]:
         pytest.skip(f"cannot test across hosts: {exc}")
 
 
-def wait_until(ready_path: Path, processes: Mapping[str, subprocess.Popen[bytes]], logs: Path) -> None:
-    deadline = time.monotonic() + STEP_TIMEOUT
-    while not ready_path.exists():
-        for what, process in processes.items():
-            assert process.poll() is None, f"{what} exited with code {process.returncode}\n{netns.log_tails(logs)}"
-        assert time.monotonic() < deadline, f"no {ready_path.name} within {STEP_TIMEOUT:g} s\n{netns.log_tails(logs)}"
-        time.sleep(0.02)
-
-
 def probe(namespace: str, host: str, port: int, cases: dict[str, list[dict[str, object]]]) -> dict[str, dict]:
     command = netns.inside(namespace, [PYTHON, "-c", PROBE_SCRIPT, host, str(port), json.dumps(cases)])
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=STEP_TIMEOUT)
@@ -234,7 +224,9 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
                 0.5,
             )
         )
-        wait_until(gnaw_socket, {"Gnaw": gnaw}, tmp_path)
+        netns.wait_until(
+            gnaw_socket.exists, STEP_TIMEOUT, f"Gnaw's socket {gnaw_socket}", {"Gnaw": gnaw}, tmp_path, 0.02
+        )
         # The worker node: its server listens on, and is advertised at, the link's address.
         res = json.dumps({"Capacity": {"V": CAPACITY}})
         worker = stack.enter_context(
@@ -258,7 +250,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
             )
         )
         everyone = {"Gnaw": gnaw, "the worker": worker, "the head": head}
-        wait_until(state / "ready.json", everyone, tmp_path)
+        netns.wait_until((state / "ready.json").exists, STEP_TIMEOUT, "ready.json", everyone, tmp_path, 0.02)
         ready = json.loads((state / "ready.json").read_text())
 
         # The head ran tasklets on the server in the other namespace, at the advertised address.
@@ -311,7 +303,7 @@ def test_the_head_reaches_the_server_across_hosts_and_strangers_are_refused(
 
         # The head's own connection was not disturbed: more tasklets, then the head exits by itself.
         (state / "go").touch()
-        wait_until(state / "done.json", {"the head": head}, tmp_path)
+        netns.wait_until((state / "done.json").exists, STEP_TIMEOUT, "done.json", {"the head": head}, tmp_path, 0.02)
         assert json.loads((state / "done.json").read_text())["again"] == [float(x * x) for x in range(8)]
         assert head.wait(STEP_TIMEOUT) == 0, netns.log_tails(tmp_path)
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
-from netns import free_port, started
+from netns import free_port, started, wait_until
 
 from .conftest import TEMPLATE
 
@@ -59,12 +59,8 @@ def gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) -> 
     command += ["-n", "8", "-t", idle_quit, "-swarm", "0"]
     with started(None, command, workdir / "gnaw.log", env, signal.SIGKILL, GNAW_STOP_TIMEOUT) as process:
         try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not socket_path.exists():
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log = (workdir / "gnaw.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"Gnaw did not start (exit code {process.poll()}): {log}")
-                time.sleep(0.01)
+            what = f"Gnaw to start (its socket {socket_path})"
+            wait_until(socket_path.exists, START_TIMEOUT, what, {"Gnaw": process}, workdir, interval=0.01)
             yield process
         finally:
             socket_path.unlink(missing_ok=True)

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -56,16 +56,22 @@ def started(
     env: Mapping[str, str],
     stop_signal: signal.Signals,
     grace: float,
+    *,
+    cwd: Path | None = None,
+    stderr_log: Path | None = None,
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """``command`` (inside ``namespace``, None: this machine's own), in its own session, output to
-    ``log``. On exit it gets ``stop_signal``, then ``grace`` seconds, then SIGKILL (its whole process
-    group), and is reaped. Should the test process die without that, the kernel kills it."""
-    with open(log, "wb") as output:
+    """``command`` (inside ``namespace``, None: this machine's own), in its own session, in ``cwd``
+    (None: this process's), output to ``log`` (its stderr to ``stderr_log`` if given). On exit it gets
+    ``stop_signal``, then ``grace`` seconds, then SIGKILL (its whole process group), and is reaped.
+    Should the test process die without that, the kernel kills it."""
+    with open(log, "wb") as output, ExitStack() as files:
+        errors = files.enter_context(open(stderr_log, "wb")) if stderr_log else subprocess.STDOUT
         process = subprocess.Popen(
             inside(namespace, command) if namespace else command,
+            cwd=cwd,
             stdin=subprocess.DEVNULL,
             stdout=output,
-            stderr=subprocess.STDOUT,
+            stderr=errors,
             env=dict(env),
             start_new_session=True,
             preexec_fn=die_with_parent,

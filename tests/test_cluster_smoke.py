@@ -104,35 +104,13 @@ class SmokeRun:
 @contextmanager
 def smoke_run(project: Path, folder: Path, config: Path, *args: str) -> Iterator[SmokeRun]:
     """``python -m PKG.demo --config CONFIG --json ARGS`` in ``folder``; on exit, SIGINT (it cancels
-    its jobs) if it still runs, then SIGKILL, and every job of the cluster cancelled."""
+    its jobs) if it still runs, then SIGKILL."""
     command = [sys.executable, "-m", f"{PACKAGE}.demo", "--config", str(config), "--json", *args]
-    env = {k: v for k, v in os.environ.items() if not k.startswith(f"{PREFIX}_") and k != "PYTEST_ADDOPTS"}
+    env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     env["PYTHONPATH"] = str(project)  # the jobs inherit it (sbatch exports the environment)
-    with open(folder / "stdout", "wb") as stdout, open(folder / "stderr", "wb") as stderr:
-        process = subprocess.Popen(
-            command,
-            cwd=folder,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stdout,
-            stderr=stderr,
-            start_new_session=True,
-            preexec_fn=netns.die_with_parent,
-        )
-    try:
+    stdout, stderr = folder / "stdout", folder / "stderr"
+    with netns.started(None, command, stdout, env, signal.SIGINT, 60, cwd=folder, stderr_log=stderr) as process:
         yield SmokeRun(process, folder, time.monotonic())
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(60)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
 
 
 def package_processes() -> list[str]:

@@ -159,12 +159,6 @@ def why_unavailable() -> str | None:
     return None
 
 
-def namespace_inode(namespace: str) -> int:
-    """The identity of ``namespace``: equal to ``os.stat(f"/proc/{pid}/ns/net").st_ino`` of the
-    processes inside it."""
-    return os.stat(f"/run/netns/{namespace}").st_ino
-
-
 @dataclass(frozen=True)
 class End:
     """One end of a veth pair: its namespace (None: this machine's own), its name, and either an

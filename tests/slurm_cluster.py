@@ -77,14 +77,6 @@ class SlurmCluster:
             assert time.monotonic() < deadline, f"jobs still in squeue after {timeout:g} s: {jobs}"
             time.sleep(0.2)
 
-    def node_of(self, pid: int) -> Node | None:
-        """The node whose namespace the process ``pid`` runs in (None: none of them, or gone)."""
-        try:
-            inode = os.stat(f"/proc/{pid}/ns/net").st_ino
-        except (FileNotFoundError, ProcessLookupError):
-            return None
-        return next((node for node in self.nodes if netns.namespace_inode(node.namespace) == inode), None)
-
     def processes_on(self, node: Node) -> dict[int, str]:
         """The live processes inside ``node``'s namespace (slurmd's included): pid -> name."""
         found = {}

@@ -22,7 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,27 +54,36 @@ class SlurmCluster:
     env: dict[str, str] = field(default_factory=dict)  #: what every client command needs: SLURM_CONF
     up_seconds: float = 0.0  #: from start to every node idle
 
-    def command(self, *args: str, timeout: float = 15) -> subprocess.CompletedProcess[str]:
-        """A Slurm client command against this cluster; it must succeed."""
+    def command(self, *args: str, timeout: float = 15, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """A Slurm client command against this cluster; it must succeed unless ``check`` is false."""
         result = subprocess.run(
             args, check=False, capture_output=True, text=True, timeout=timeout, env={**os.environ, **self.env}
         )
-        assert result.returncode == 0, f"{' '.join(args)} exited with {result.returncode}: {result.stderr.strip()}"
+        if check:
+            assert result.returncode == 0, f"{' '.join(args)} exited with {result.returncode}: {result.stderr.strip()}"
         return result
 
+    def table(self, *args: str) -> dict[str, str]:
+        """A client command's two columns (``--noheader``, ``--format=%X %Y``): first -> second."""
+        return dict(line.split() for line in self.command(*args).stdout.split("\n") if line.strip())
+
     def node_states(self) -> dict[str, str]:
-        lines = self.command("sinfo", "--noheader", "--Node", "--format=%N %T").stdout.split("\n")
-        return dict(line.split() for line in lines if line.strip())
+        return self.table("sinfo", "--noheader", "--Node", "--format=%N %T")
 
     def jobs(self) -> dict[str, str]:
         """Every job the controller still knows to be pending, running or completing: id -> state."""
-        lines = self.command("squeue", "--noheader", "--format=%i %T").stdout.split("\n")
-        return dict(line.split() for line in lines if line.strip())
+        return self.table("squeue", "--noheader", "--format=%i %T")
 
-    def wait_for_no_jobs(self, timeout: float) -> None:
+    def job_nodes(self) -> dict[str, str]:
+        """Every job in squeue: id -> the node(s) it runs on."""
+        return self.table("squeue", "--noheader", "--format=%i %N")
+
+    def wait_for_no_jobs(self, timeout: float, jobs: Iterable[str] | None = None) -> None:
+        """Until none of ``jobs`` (None: no job at all) is in squeue, at most ``timeout`` seconds."""
+        wanted = None if jobs is None else set(jobs)
         deadline = time.monotonic() + timeout
-        while jobs := self.jobs():
-            assert time.monotonic() < deadline, f"jobs still in squeue after {timeout:g} s: {jobs}"
+        while left := {job: state for job, state in self.jobs().items() if wanted is None or job in wanted}:
+            assert time.monotonic() < deadline, f"jobs still in squeue after {timeout:g} s: {left}"
             time.sleep(0.2)
 
     def processes_on(self, node: Node) -> dict[int, str]:
@@ -168,10 +177,7 @@ def cluster(node_count: int = 2, up_timeout: float = UP_TIMEOUT) -> Iterator[Slu
 
 
 def controller_up(cluster: SlurmCluster) -> bool:
-    result = subprocess.run(
-        ["scontrol", "ping"], check=False, capture_output=True, text=True, timeout=10, env={**os.environ, **cluster.env}
-    )
-    return "is UP" in result.stdout
+    return "is UP" in cluster.command("scontrol", "ping", timeout=10, check=False).stdout
 
 
 def all_idle(cluster: SlurmCluster) -> bool:

@@ -168,7 +168,7 @@ def test_a_job_cancelled_mid_run_ends_the_run_by_itself(
     # 400 tasklets holding their slot 50 ms, 8 at a time: about 2.5 s on two instances.
     with smoke_run(project, tmp_path, config, "--workers", "2", "--tasks", "400", "--pause", "0.05") as run:
         run.wait_for_line("first result after", timeout=RUN_LIMIT)
-        [victim] = [job for job, node in job_nodes(slurm_cluster).items() if node == slurm_cluster.nodes[0].name]
+        [victim] = [job for job, node in slurm_cluster.job_nodes().items() if node == slurm_cluster.nodes[0].name]
         slurm_cluster.command("scancel", victim)
         cancelled = time.monotonic()
         code, _, summary = run.finish()
@@ -219,8 +219,3 @@ def test_a_worker_that_crashes_at_start_ends_the_run_with_its_log(
     assert seconds < 60, run.output()
     assert_nothing_left(slurm_cluster)
     print(f"worker crash at start: reported after {seconds:.1f} s")
-
-
-def job_nodes(cluster: SlurmCluster) -> dict[str, str]:
-    lines = cluster.command("squeue", "--noheader", "--format=%i %N").stdout.split("\n")
-    return dict(line.split() for line in lines if line.strip())

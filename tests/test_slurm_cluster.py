@@ -8,8 +8,6 @@ tests (``tests/test_cluster_smoke.py``) put Grain's own ``grain up`` on it.
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Iterable
 from pathlib import Path
 
 from conftest import require_slurm_cluster
@@ -35,13 +33,6 @@ def test_a_job_runs_on_each_node_in_its_namespace(slurm_cluster: SlurmCluster, t
             "sbatch", "--parsable", f"--nodelist={node.name}", f"--output={output}", "--wrap", "hostname -I"
         )
         jobs[submitted.stdout.strip()] = (node, output)
-    wait_for_jobs_to_leave(slurm_cluster, jobs)
+    slurm_cluster.wait_for_no_jobs(LEAVE_TIMEOUT, jobs)
     for node, output in jobs.values():
         assert output.read_text().split() == [node.address], f"job on {node.name}"
-
-
-def wait_for_jobs_to_leave(cluster: SlurmCluster, jobs: Iterable[str], timeout: float = LEAVE_TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while left := set(jobs) & set(cluster.jobs()):
-        assert time.monotonic() < deadline, f"jobs {sorted(left)} still in squeue after {timeout:g} s"
-        time.sleep(0.2)

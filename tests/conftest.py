@@ -99,15 +99,13 @@ def slurm_cluster() -> Iterator[slurm.SlurmCluster]:
 
     Where none can run, CI (``CI=true``) fails, saying why, and elsewhere the tests skip with the reason.
     """
-    reason = slurm.why_unavailable()
-    if reason is None:
-        try:
-            with slurm.cluster() as cluster, pytest.MonkeyPatch.context() as patch:
-                patch.setenv("SLURM_CONF", str(cluster.conf))
-                yield cluster
+    try:
+        with slurm.cluster() as cluster, pytest.MonkeyPatch.context() as patch:
+            patch.setenv("SLURM_CONF", str(cluster.conf))
+            yield cluster
             return
-        except netns.Unavailable as exc:  # raised while making the nodes' namespaces, before the yield
-            reason = str(exc)
+    except netns.Unavailable as exc:  # raised before the yield: missing commands, or no namespaces here
+        reason = str(exc)
     if in_ci():
         pytest.fail(f"CI runs the Slurm cluster tests, but no cluster can run here: {reason}", pytrace=False)
     pytest.skip(f"no Slurm cluster here: {reason}")

@@ -105,17 +105,23 @@ class SlurmCluster:
 
 def why_unavailable() -> str | None:
     """Why no cluster can run here (one line), or None."""
+    return missing_commands() or netns.why_unavailable()
+
+
+def missing_commands() -> str | None:
+    """Which Slurm and munge commands are not installed here, and how to get them; None: none."""
     missing = [command for command in COMMANDS if shutil.which(command) is None]
-    if missing:
-        how = "as root, `bash scripts/test.sh` installs them" if os.geteuid() == 0 else "run as root"
-        return f"{', '.join(missing)} not installed (Debian: apt-get install slurm-wlm munge; {how})"
-    return netns.why_unavailable()
+    if not missing:
+        return None
+    how = "as root, `bash scripts/test.sh` installs them" if os.geteuid() == 0 else "run as root"
+    return f"{', '.join(missing)} not installed (Debian: apt-get install slurm-wlm munge; {how})"
 
 
 @contextmanager
 def cluster(node_count: int = 2, up_timeout: float = UP_TIMEOUT) -> Iterator[SlurmCluster]:
-    """The cluster, up with every node idle; everything it started is gone on exit."""
-    reason = why_unavailable()
+    """The cluster, up with every node idle; everything it started is gone on exit. Where none can
+    run, ``netns.Unavailable`` says why: the commands are checked here, namespaces by ``netns.Network``."""
+    reason = missing_commands()
     if reason is not None:
         raise netns.Unavailable(reason)
     started = time.monotonic()

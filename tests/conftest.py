@@ -9,6 +9,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import netns
@@ -22,6 +23,8 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 TEMPLATE = Path(__file__).resolve().parents[1]
+#: git with an identity of its own (a test machine may have none) and no commit signing.
+GIT = ["git", "-c", "user.name=Template Tests", "-c", "user.email=tests@example.com", "-c", "commit.gpgsign=false"]
 REPLAY_DIR = Path(__file__).resolve().parent / "replay"
 #: One replay (answers) file per variant drives the test matrix.
 VARIANTS = sorted(path.stem for path in REPLAY_DIR.glob("*.json"))
@@ -67,6 +70,32 @@ def run(
     full_env.pop("PYTEST_ADDOPTS", None)
     full_env.update(env or {})
     return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env)
+
+
+def git(args: list[str], cwd: Path) -> str:
+    """``git ARGS`` in ``cwd``, which must succeed; its output, stripped."""
+    result = run([*GIT, *args], cwd)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout.strip()
+
+
+def commit_all(repo: Path, message: str) -> str:
+    """Commit everything in ``repo`` (made a git repository on branch main first if it is none yet); the commit."""
+    if not (repo / ".git").exists():
+        git(["init", "-q", "-b", "main"], repo)
+    git(["add", "-A"], repo)
+    git(["commit", "-q", "-m", message], repo)
+    return git(["rev-parse", "HEAD"], repo)
+
+
+def load_extensions() -> ModuleType:
+    """The template's ``local_extensions.py``, imported from the template's folder as cookiecutter does."""
+    sys.path.insert(0, str(TEMPLATE))
+    try:
+        import local_extensions
+    finally:
+        sys.path.remove(str(TEMPLATE))
+    return local_extensions
 
 
 @pytest.fixture(scope="session", params=VARIANTS)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEMPLATE, bake, replay_answers, run
+from conftest import TEMPLATE, bake, load_extensions, replay_answers, run
 from cookiecutter.exceptions import FailedHookException
 from cookiecutter.main import cookiecutter
 
@@ -365,15 +365,6 @@ def oldest_cookiecutter(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = run([*install, "--disable-pip-version-check", f"cookiecutter=={oldest}"], venv, timeout=240)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     return venv / "bin" / "cookiecutter"
-
-
-def load_extensions() -> Any:
-    sys.path.insert(0, str(TEMPLATE))
-    try:
-        import local_extensions
-    finally:
-        sys.path.remove(str(TEMPLATE))
-    return local_extensions
 
 
 @pytest.mark.parametrize("variant", ["server", "backendless"])

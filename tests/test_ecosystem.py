@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import yaml  # PyYAML: the generated YAML (CI workflow, pre-commit) must parse
-from conftest import PRODUCTION_FILES, TEMPLATE, bake, replay_answers, run
+from conftest import PRODUCTION_FILES, TEMPLATE, bake, commit_all, replay_answers, run
 from cookiecutter.hooks import run_script_with_context
 from hatchling.metadata.core import ProjectMetadata
 from packaging.requirements import Requirement
@@ -159,14 +159,6 @@ def test_pre_commit_config_is_local_only(baked: Path) -> None:
         assert hooks[hook_id]["entry"].startswith("sh tools/in-project-env "), hook_id
     assert all(hooks[name]["language"] == "pygrep" for name in hooks if name.startswith(("no-", "one-")))
     assert os.access(baked / "tools" / "in-project-env", os.X_OK)  # also runs by hand
-
-
-def commit_all(project: Path, message: str) -> None:
-    for command in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-q", "-m", message]):
-        if command[1] == "init" and (project / ".git").exists():
-            continue
-        result = run(["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *command[1:]], project)
-        assert result.returncode == 0, result.stderr
 
 
 @functools.cache

@@ -11,7 +11,7 @@ from types import ModuleType
 from typing import Any
 
 import pytest
-from conftest import TEMPLATE, replay_answers, run
+from conftest import TEMPLATE, git, load_extensions, replay_answers, run
 from cookiecutter.environment import StrictEnvironment
 
 HOOKS = TEMPLATE / "hooks"
@@ -301,21 +301,6 @@ def test_the_guard_accepts_this_cookiecutter_and_names_the_tested_versions() -> 
 
 
 # -- where the template came from ------------------------------------------------------------------
-
-
-def load_extensions() -> ModuleType:
-    sys.path.insert(0, str(TEMPLATE))
-    try:
-        import local_extensions
-    finally:
-        sys.path.remove(str(TEMPLATE))
-    return local_extensions
-
-
-def git(args: list[str], cwd: Path) -> str:
-    result = run(["git", "-c", "user.name=T", "-c", "user.email=t@example.com", *args], cwd)
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
 
 
 def test_the_checked_out_commit_is_read_from_git_files(tmp_path: Path) -> None:

@@ -15,13 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import TEMPLATE, replay_answers, run
+from conftest import TEMPLATE, commit_all, git, replay_answers, run
 from cookiecutter.main import cookiecutter
 
 #: What the template is made of (everything else in the repository is its own tooling).
 TEMPLATE_PARTS = ("cookiecutter.json", "local_extensions.py", "hooks", "{{cookiecutter.package_name}}")
 PROJECT_DIR = "{{cookiecutter.package_name}}"
-GIT = ["git", "-c", "user.name=Template Tests", "-c", "user.email=tests@example.com", "-c", "commit.gpgsign=false"]
 #: cruft clones the template with git: allow only local paths, so nothing reaches a network.
 OFFLINE = {"GIT_ALLOW_PROTOCOL": "file"}
 SKIP_IN_TREE = {".git", ".cruft.json", "__pycache__", ".pytest_cache", ".ruff_cache", ".mypy_cache"}
@@ -52,23 +51,10 @@ def make_earlier(template: Path) -> None:
     pyproject.write_text(text.replace('"mypy>=1.10",', '"mypy>=1.5",'))
 
 
-def git(args: list[str], cwd: Path) -> str:
-    result = run([*GIT, *args], cwd)
-    assert result.returncode == 0, result.stdout + result.stderr
-    return result.stdout.strip()
-
-
-def commit_all(repo: Path, message: str) -> str:
-    git(["add", "-A"], repo)
-    git(["commit", "-q", "-m", message], repo)
-    return git(["rev-parse", "HEAD"], repo)
-
-
 @pytest.fixture(scope="module")
 def template_repo(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A git repository holding the template at an earlier commit, then at today's state."""
     repo = tmp_path_factory.mktemp("template-repo")
-    git(["init", "-q", "-b", "main"], repo)
     copy_template(repo)
     make_earlier(repo)
     earlier = commit_all(repo, "earlier template")
@@ -98,12 +84,6 @@ def cruft(args: list[str], cwd: Path) -> str:
     result = run(["cruft", *args], cwd, timeout=120, env=OFFLINE)
     assert result.returncode == 0, result.stdout + result.stderr
     return result.stdout
-
-
-def commit_package(project: Path) -> None:
-    """Make the baked package a git repository with everything committed, as a user's would be."""
-    git(["init", "-q", "-b", "main"], project)
-    commit_all(project, "baked")
 
 
 def assert_updated_like_fresh(updated: Path, fresh: Path) -> None:
@@ -149,7 +129,7 @@ def test_cruft_update_from_an_earlier_commit_equals_a_fresh_bake(
     state = json.loads((project / ".cruft.json").read_text())
     assert state["commit"] == template_repo["earlier"]
     assert json.loads((project / ".template-answers.json").read_text())["_commit"] == template_repo["earlier"]
-    commit_package(project)
+    commit_all(project, "baked")  # a git repository with everything committed, as a user's would be
     if variant == "server":
         assert_cruft_diff_shows_own_edits_reversed(project, tmp_path)
 
@@ -196,7 +176,7 @@ def test_a_cookiecutter_bake_links_with_its_recorded_answers_and_updates(
     recorded = (project / ".template-answers.json").read_text()
     assert json.loads(recorded)["_commit"] == template_repo["earlier"]  # read from the template's .git
     assert "_template" not in json.loads(recorded)  # a local folder: no path of this machine is recorded
-    commit_package(project)
+    commit_all(project, "baked")  # a git repository with everything committed, as a user's would be
 
     cruft(["link", "--no-input", "--checkout", json.loads(recorded)["_commit"], "--extra-context", recorded,
            "--project-dir", str(project), source], tmp_path)  # fmt: skip

@@ -9,22 +9,15 @@ cd "$repo"
 # As root (CI) they are installed here when missing; elsewhere those tests skip, saying why.
 cluster_packages=(slurm-wlm munge)
 install_cluster_packages() {
-    local log install
+    local log
     log="$(mktemp)"
-    install=(apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=300 "${cluster_packages[@]}")
     echo "Installing ${cluster_packages[*]} for the Slurm cluster tests (apt-get)..." >&2
-    export DEBIAN_FRONTEND=noninteractive
-    # A fresh machine has no package lists yet; stale lists fail the download: update, then install.
-    local policy
-    policy="$(apt-cache policy slurm-wlm 2>/dev/null || true)"
-    if [[ "$policy" != *"Candidate: "[0-9]* ]]; then
-        apt-get update -q >>"$log" 2>&1 || true
-    fi
-    if ! "${install[@]}" >>"$log" 2>&1; then
-        if ! { apt-get update -q && "${install[@]}"; } >>"$log" 2>&1; then
-            tail -n 20 "$log" >&2
-            echo "Could not install ${cluster_packages[*]}: the Slurm cluster tests will say why they cannot run." >&2
-        fi
+    # Fresh package lists first (a new machine has none, old ones fail the download), then the packages.
+    if ! { apt-get update -q \
+        && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            -o DPkg::Lock::Timeout=300 "${cluster_packages[@]}"; } >"$log" 2>&1; then
+        tail -n 20 "$log" >&2
+        echo "Could not install ${cluster_packages[*]}: the Slurm cluster tests will say why they cannot run." >&2
     fi
     rm -f "$log"
 }

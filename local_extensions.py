@@ -381,7 +381,8 @@ def _check_render_variable() -> None:
         raise GuardUnavailable(f"the probe answer {_PROBE!r} was rendered as Jinja, to {rendered!r}")
 
 
-def _cookiecutter_version() -> str:
+def cookiecutter_version() -> str:
+    """The installed cookiecutter's version, for messages; the pre-generation hook uses it too."""
     try:
         from importlib.metadata import version
 
@@ -393,7 +394,7 @@ def _cookiecutter_version() -> str:
 def _refuse(reason: str) -> Exception:
     """The one-line error that stops the bake; cookiecutter's command line prints it alone."""
     message = (
-        f"ERROR: this template cannot keep answers as data with cookiecutter {_cookiecutter_version()}: {reason}. "
+        f"ERROR: this template cannot keep answers as data with cookiecutter {cookiecutter_version()}: {reason}. "
         f"Use a tested cookiecutter: python -m pip install 'cookiecutter>={TESTED_COOKIECUTTER[0]},"
         f"<={TESTED_COOKIECUTTER[-1]}'"
     )

@@ -8,7 +8,6 @@ The naming and version rules live in the template's ``local_extensions.py``, whi
 
 from __future__ import annotations
 
-import importlib.metadata
 import importlib.util
 import json
 import re
@@ -111,18 +110,12 @@ def check_backendless(value: object) -> None:
         return
     if str(value).lower() in YES_NO_TEXT:  # cookiecutter before 2.7 passes `backendless=yes` through as text
         raise Rejected(
-            f"backendless {value!r} reached the template as text, not yes or no: cookiecutter {cookiecutter_version()} "
-            "does not convert yes/no answers given on the command line (2.7.0 and later do): type yes or no at the "
-            "prompt or in a config file, or python -m pip install 'cookiecutter>=2.7'"
+            f"backendless {value!r} reached the template as text, not yes or no: "
+            f"cookiecutter {RULES.cookiecutter_version()} does not convert yes/no answers given on the command line "
+            "(2.7.0 and later do): type yes or no at the prompt or in a config file, "
+            "or python -m pip install 'cookiecutter>=2.7'"
         )
     raise Rejected(f"backendless {value!r} is not yes or no: type yes (someone else runs the service) or no")
-
-
-def cookiecutter_version() -> str:
-    try:
-        return importlib.metadata.version("cookiecutter")
-    except importlib.metadata.PackageNotFoundError:
-        return "(version unknown)"
 
 
 def check_env_name(key: str, value: object) -> None:

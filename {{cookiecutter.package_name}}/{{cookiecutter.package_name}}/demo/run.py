@@ -218,7 +218,3 @@ def print_report(xs: list[float], batch: BatchResult, tally: Tally, report: dict
     )
     for line in per_instance_lines(tally):
         print(line)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -29,6 +29,7 @@ from pathlib import Path
 import psutil
 
 from {{ "." if cookiecutter.backendless else ".." }}lifeline import WATCHDOG_GRACE, Watchdog, die_with_parent, sigterm_as_sigint
+from .watch import Watched
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -44,16 +45,22 @@ class LocalGrainError(RuntimeError):
 
 @dataclass(frozen=True)
 class LocalGrain:
-    """What the head needs: the config to pass to ``grain.delayed.run``, and the pids."""
+    """What the head needs: the config to pass to ``grain.delayed.run``; and what was started, with its log."""
 
     config_path: Path
     listen: str
-    gnaw_pid: int
-    worker_pid: int | None
-    #: Where the config and the logs are.
-    workdir: Path
-    #: What was started, for a caller that watches it: (what it is, the process, its log).
-    processes: tuple[tuple[str, subprocess.Popen[bytes], Path], ...] = ()
+    gnaw: Watched
+    #: None for a backendless sworker (it runs in the head).
+    worker: Watched | None
+
+    @property
+    def processes(self) -> tuple[Watched, ...]:
+        """Everything started here, for a caller that watches it."""
+        return (self.gnaw, self.worker) if self.worker else (self.gnaw,)
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self.worker.process.pid if self.worker else None
 
 
 def free_port() -> int:
@@ -104,16 +111,14 @@ def local_grain(
         child_env = child_environment(sworker, env or {})
 
         gnaw = stack.enter_context(_gnaw(listen, idle_quit, workdir, child_env))
-        processes = [("Gnaw", gnaw, workdir / "gnaw.log")]
         worker = None
         if not is_backendless(sworker):
             worker = stack.enter_context(_worker(listen, sworker, capacity, workdir, child_env))
-            processes.append(("the worker", worker, workdir / "worker.log"))
-        yield LocalGrain(config_path, listen, gnaw.pid, worker.pid if worker else None, workdir, tuple(processes))
+        yield LocalGrain(config_path, listen, gnaw, worker)
 
 
 @contextmanager
-def _gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def _gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) -> Iterator[Watched]:
     # The head attaches to a running Gnaw whose -wurl is its listen address, as
     # Grain's own start-up does; a short socket path keeps within the unix limit.
     socket_path = Path(tempfile.gettempdir()) / f"gnaw-{secrets.token_hex(6)}"
@@ -123,15 +128,13 @@ def _gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) ->
     with running_process(command, log, env, signal.SIGTERM, GNAW_STOP_TIMEOUT) as gnaw:
         try:
             wait_for(lambda: socket_path.exists(), gnaw, "Gnaw", log)
-            yield gnaw
+            yield Watched("Gnaw", gnaw, log)
         finally:
             socket_path.unlink(missing_ok=True)
 
 
 @contextmanager
-def _worker(
-    listen: str, sworker: str, capacity: int, workdir: Path, env: Mapping[str, str]
-) -> Iterator[subprocess.Popen[bytes]]:
+def _worker(listen: str, sworker: str, capacity: int, workdir: Path, env: Mapping[str, str]) -> Iterator[Watched]:
     # The command `grain up` renders for a server sworker.
     res = json.dumps({"Capacity": {"V": int(capacity)}})
     command = [sys.executable, "-m", "grain.worker", "--url", listen, "--res", res, "--sworker", sworker]
@@ -139,7 +142,7 @@ def _worker(
     # It runs in the work directory, as a batch job runs in its own: its server's log goes there.
     log = workdir / "worker.log"
     with running_process(command, log, env, signal.SIGINT, WORKER_STOP_TIMEOUT, cwd=workdir) as worker:
-        yield worker
+        yield Watched("the worker", worker, log)
 
 
 @contextmanager

@@ -38,7 +38,7 @@ from .cluster import (
 )
 from .environment import local_service
 from .local_grain import LocalGrainError, is_backendless, local_grain
-from .watch import RunFailed, Tally, Watch, Watched, instances_of_this_head, log_tails
+from .watch import RunFailed, Tally, Watch, instances_of_this_head, log_tails
 
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 #: Environment variable that marks every process of one demo run.
@@ -78,10 +78,11 @@ def run_here(
         local_grain(SWORKER, capacity=args.capacity, env=env, workdir=logs) as grain,
         instances_of_this_head() as instances,
     ):
-        report["pids"] = [pid for pid in (grain.gnaw_pid, grain.worker_pid) if pid]
-        watched = [Watched(what, process, log) for what, process, log in grain.processes]
-        worker_logs = [log for what, _, log in grain.processes if what == "the worker"]
-        watch = Watch(instances, tally, expected=1, join_within=args.wait, processes=watched, logs=lambda: worker_logs)
+        report["pids"] = [watched.process.pid for watched in grain.processes]
+        worker_logs = [grain.worker.log] if grain.worker else []
+        watch = Watch(
+            instances, tally, expected=1, join_within=args.wait, processes=grain.processes, logs=lambda: worker_logs
+        )
         try:
             return run_batch(grain.config_path, xs, watch, pause=args.pause)
         except RunFailed as failure:

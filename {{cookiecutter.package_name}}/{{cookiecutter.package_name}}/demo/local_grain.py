@@ -29,7 +29,7 @@ from pathlib import Path
 import psutil
 
 from {{ "." if cookiecutter.backendless else ".." }}lifeline import WATCHDOG_GRACE, Watchdog, die_with_parent, sigterm_as_sigint
-from .watch import Watched
+from .watch import Watched, tail
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -230,15 +230,15 @@ def wait_for(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: 
     delay = 0.002
     while not ready():
         if process.poll() is not None:
-            raise LocalGrainError(f"{what} exited with code {process.returncode}{_tail(log)}")
+            raise LocalGrainError(f"{what} exited with code {process.returncode}{_last_output(log)}")
         if time.monotonic() > deadline:
-            raise LocalGrainError(f"{what} did not start within {START_TIMEOUT:g} s{_tail(log)}")
+            raise LocalGrainError(f"{what} did not start within {START_TIMEOUT:g} s{_last_output(log)}")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
 
 
-def _tail(log: Path) -> str:
-    text = log.read_bytes()[-2000:].decode(errors="replace").strip()
+def _last_output(log: Path) -> str:
+    text = tail(log)
     return f"; last output:\n{text}" if text else ""
 
 

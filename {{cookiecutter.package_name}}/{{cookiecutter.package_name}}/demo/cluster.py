@@ -217,13 +217,13 @@ class ClusterStage:
         )
         announced: set[str] = set()
         while len(watch.instances.live) < self.workers:
-            for name in sorted(set(watch.instances.live) - announced):
+            for name in sorted(watch.instances.live - announced):
                 announced.add(name)
                 self.say(f"{name} joined ({len(announced)} of {self.workers})")
             if problem := self._crashed_worker() or await self._job_ended_early():
                 raise RunFailed(problem)
             await anyio.sleep(JOIN_POLL_SECONDS)
-        for name in sorted(set(watch.instances.live) - announced):
+        for name in sorted(watch.instances.live - announced):
             self.say(f"{name} joined")
 
     async def after(self, watch: Watch) -> None:
@@ -233,8 +233,8 @@ class ClusterStage:
         self.quit_sent = True
         with anyio.move_on_after(LEAVE_TIMEOUT):
             await watch.instances.until(lambda instances: not instances.live)
-        if watch.instances.live:
-            self.say(f"still with the head {LEAVE_TIMEOUT:g} s after grain quit: {', '.join(watch.instances.live)}")
+        if still := sorted(watch.instances.live):
+            self.say(f"still with the head {LEAVE_TIMEOUT:g} s after grain quit: {', '.join(still)}")
         else:
             self.say("the workers left the head")
 

@@ -216,15 +216,15 @@ class ClusterStage:
             f"{worker_log_pattern(self.config.worker.log_file, self.cwd)}"
         )
         announced: set[str] = set()
-        while len(watch.instances.live) < self.workers:
+        while True:
             for name in sorted(watch.instances.live - announced):
                 announced.add(name)
                 self.say(f"{name} joined ({len(announced)} of {self.workers})")
+            if len(watch.instances.live) >= self.workers:
+                return
             if problem := self._crashed_worker() or await self._job_ended_early():
                 raise RunFailed(problem)
             await anyio.sleep(JOIN_POLL_SECONDS)
-        for name in sorted(watch.instances.live - announced):
-            self.say(f"{name} joined")
 
     async def after(self, watch: Watch) -> None:
         if not self.workers:

@@ -90,10 +90,7 @@ async def running_server(
             with anyio.CancelScope(shield=True):
                 await stop_process_group(process, stop_grace)
                 if watchdog is not None:
-                    watchdog.stand_down()
-                    if not await _exited(watchdog.process, lifeline.WATCHDOG_GRACE):
-                        watchdog.process.kill()
-                        await _exited(watchdog.process, lifeline.WATCHDOG_GRACE)
+                    await anyio.to_thread.run_sync(watchdog.dismiss)  # it exits at once: a wait, not work
                 await output.finished(OUTPUT_DRAIN_TIMEOUT)
 
 

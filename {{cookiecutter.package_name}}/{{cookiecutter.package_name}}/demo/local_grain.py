@@ -28,7 +28,7 @@ from pathlib import Path
 
 import psutil
 
-from {{ "." if cookiecutter.backendless else ".." }}lifeline import WATCHDOG_GRACE, Watchdog, die_with_parent, sigterm_as_sigint
+from {{ "." if cookiecutter.backendless else ".." }}lifeline import Watchdog, die_with_parent, sigterm_as_sigint
 from .watch import Watched, tail
 
 LOOPBACK = "127.0.0.1"
@@ -187,17 +187,7 @@ def running_process(
         finally:
             stop(process, stop_signal, stop_timeout)
             if watchdog is not None:
-                _dismiss(watchdog)
-
-
-def _dismiss(watchdog: Watchdog) -> None:
-    """Tell the watchdog its process is stopped, and reap it."""
-    watchdog.stand_down()
-    try:
-        watchdog.process.wait(WATCHDOG_GRACE)
-    except subprocess.TimeoutExpired:
-        watchdog.process.kill()
-        watchdog.process.wait()
+                watchdog.dismiss()
 
 
 def stop(process: subprocess.Popen[bytes], stop_signal: signal.Signals, timeout: float) -> None:

@@ -43,6 +43,7 @@ from {{ cookiecutter.package_name }}.demo.environment import local_service
 from {{ cookiecutter.package_name }}.demo.local_grain import local_grain
 
 PACKAGE = PROJECT / "{{ cookiecutter.package_name }}"
+pytestmark = pytest.mark.usefixtures("nothing_left_behind")
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +57,6 @@ def service_env() -> Iterator[dict[str, str]]:
 def head_environment(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in service_env.items():
         monkeypatch.setenv(name, value)
-
-
-@pytest.fixture(autouse=True)
-def nothing_new_left_behind() -> Iterator[None]:
-    """Every test ends with no child process of its own left (the module's demo service aside)."""
-    before = {p.pid for p in descendants(os.getpid())}
-    yield
-    left = [p for p in descendants(os.getpid()) if p.pid not in before]
-    for process in left:
-        process.kill()
-    assert not left, [" ".join(p.cmdline()) for p in left]
 
 
 # --- credentials ------------------------------------------------------------------------------

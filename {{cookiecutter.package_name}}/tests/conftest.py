@@ -1,11 +1,11 @@
 """Test set-up. The generic conformance kit (tests/sworker_conformance) is a pytest plugin."""
 
 import signal
-{%- if not cookiecutter.backendless %}
 from collections.abc import Iterator
 
 import psutil
 import pytest
+{%- if not cookiecutter.backendless %}
 
 from {{ cookiecutter.package_name }}.demo.environment import local_service
 from {{ cookiecutter.package_name }}.the_sworker import LOG_DIR_ENV
@@ -17,6 +17,20 @@ pytest_plugins = ["sworker_conformance.plugin"]
 # would inherit that: a Grain worker could then not be asked to leave. Take SIGINT back.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture
+def nothing_left_behind() -> Iterator[None]:
+    """The test ends with no child process of its own left: not running, and not unreaped (a zombie).
+
+    Those running before it started (e.g. a module's demo service) are not its own.
+    """
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    yield
+    left = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    for process in left:
+        process.kill()
+    assert not left, [" ".join(p.cmdline()) for p in left]
 {%- if not cookiecutter.backendless %}
 
 
@@ -35,14 +49,4 @@ def local_addresses(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         yield
-
-
-@pytest.fixture
-def nothing_left_behind() -> Iterator[None]:
-    """The test ends with no child process of ours left: not running, and not unreaped (a zombie)."""
-    yield
-    left = psutil.Process().children(recursive=True)
-    for process in left:
-        process.kill()
-    assert not left, [" ".join(p.cmdline()) for p in left]
 {%- endif %}

@@ -187,10 +187,11 @@ def run_trio(function: Callable[[], Awaitable[object]]) -> None:
 
 
 @asynccontextmanager
-async def start_and_connect() -> AsyncIterator[Any]:
-    """The sworker's instance and its client, entered as Grain enters them (fields without the name)."""
+async def start_and_connect() -> AsyncIterator[tuple[Any, dict[str, Any]]]:
+    """The sworker's instance and its client, entered as Grain enters them: the client, and the
+    fields it was given (those the instance yielded, its name aside)."""
     async with the_sworker.grain_run_sworker() as fields:
         fields = dict(fields)
         fields.pop("name")
         async with the_sworker.grain_context(**fields) as client:
-            yield client
+            yield client, fields

@@ -61,7 +61,7 @@ def test_the_default_fits_long_jobs(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_calls_to_a_stopped_service_raise_within_the_limit_naming_it(backend: str, service_env: dict[str, str]) -> None:
     async def main() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             assert await client.square(2.0) == 4.0
             service = the_service(service_env[URL_ENV])
             suspend(service)  # SIGSTOP: the kernel still takes the request, nothing answers

@@ -10,8 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -127,16 +126,6 @@ def connections_to(port: int) -> int:
     )
 
 
-@asynccontextmanager
-async def instance_and_port() -> AsyncIterator[tuple[Client, int]]:
-    """The sworker's instance and its client, as Grain enters them, with the server's port."""
-    async with the_sworker.grain_run_sworker() as fields:
-        fields = dict(fields)
-        fields.pop("name")
-        async with the_sworker.grain_context(**fields) as client:
-            yield client, int(str(fields["port"]))
-
-
 async def outcomes(client: Client, xs: list[float]) -> dict[float, float | Exception]:
     """Every ``x`` squared at once, each call in its own task as V tasklets call: its result or its error."""
     found: dict[float, float | Exception] = {}
@@ -199,7 +188,8 @@ def test_v_calls_run_at_once_and_each_gets_its_own_reply(backend: str, monkeypat
     xs = [float(x) for x in range(8)]
 
     async def main() -> None:
-        async with instance_and_port() as (client, port):
+        async with start_and_connect() as (client, fields):
+            port = fields["port"]
             assert await outcomes(client, xs) == {x: x * x for x in xs}
             assert await client.call("peak") == len(xs), "the server never had all 8 requests at once"
             opened = connections_to(port)
@@ -217,7 +207,8 @@ def test_one_job_at_a_time_gives_right_results_at_any_capacity(backend: str, mon
     xs = [float(x) for x in range(16)]
 
     async def main() -> None:
-        async with instance_and_port() as (client, port):
+        async with start_and_connect() as (client, fields):
+            port = fields["port"]
             assert await outcomes(client, xs) == {x: x * x for x in xs}  # 16 tasklets at once, no "busy"
             assert connections_to(port) == 1
 
@@ -230,7 +221,7 @@ def test_without_the_setting_a_one_job_server_refuses_concurrent_calls(monkeypat
     monkeypatch.delenv(MAX_CONCURRENT_ENV, raising=False)
 
     async def main() -> None:
-        async with instance_and_port() as (client, _):
+        async with start_and_connect() as (client, _):
             found = await outcomes(client, [float(x) for x in range(8)])
             refused = [error for error in found.values() if isinstance(error, RemoteError)]
             assert refused and all("busy" in str(error) for error in refused), found
@@ -246,7 +237,8 @@ def test_cancelled_calls_never_leave_a_connection_out_of_step(backend: str, monk
     monkeypatch.setenv(DELAY_ENV, "5")
 
     async def main() -> None:
-        async with instance_and_port() as (client, port):
+        async with start_and_connect() as (client, fields):
+            port = fields["port"]
             for i in range(40):  # cancelled before sending, while waiting for the reply, just after it
                 with anyio.move_on_after(0.002 * (i % 8)):
                     await outcomes(client, [float(i), float(i + 100), float(i + 200), float(i + 300)])
@@ -275,7 +267,8 @@ def test_every_call_after_the_server_is_killed_raises_the_first_one_too(
     backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     async def main() -> None:
-        async with instance_and_port() as (client, port):
+        async with start_and_connect() as (client, fields):
+            port = fields["port"]
             xs = [float(x) for x in range(4)]
             assert await outcomes(client, xs) == {x: x * x for x in xs}  # 4 idle connections now
             server = the_server(port)
@@ -293,7 +286,7 @@ def test_a_connection_reset_raises(monkeypatch: pytest.MonkeyPatch) -> None:
     use_server(monkeypatch, RESET_SERVER)
 
     async def main() -> None:
-        async with instance_and_port() as (client, _):
+        async with start_and_connect() as (client, _):
             for _ in range(3):
                 with pytest.raises(ServerGoneError, match="lost the connection"):
                     result = await client.square(3.0)
@@ -312,7 +305,8 @@ def test_calls_to_a_stopped_server_raise_within_the_limit_naming_it(
     monkeypatch.setenv(CALL_TIMEOUT_ENV, "0.5")
 
     async def main() -> None:
-        async with instance_and_port() as (client, port):
+        async with start_and_connect() as (client, fields):
+            port = fields["port"]
             assert await client.square(2.0) == 4.0
             server = the_server(port)
             suspend(server)  # SIGSTOP: the kernel still accepts connections, nothing answers

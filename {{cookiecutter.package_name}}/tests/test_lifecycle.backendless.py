@@ -43,6 +43,7 @@ from {{ cookiecutter.package_name }}.demo.environment import local_service
 from {{ cookiecutter.package_name }}.demo.local_grain import local_grain
 
 PACKAGE = PROJECT / "{{ cookiecutter.package_name }}"
+pytestmark = pytest.mark.usefixtures("nothing_left_behind")
 
 
 @pytest.fixture(scope="module")
@@ -56,17 +57,6 @@ def service_env() -> Iterator[dict[str, str]]:
 def head_environment(service_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> None:
     for name, value in service_env.items():
         monkeypatch.setenv(name, value)
-
-
-@pytest.fixture(autouse=True)
-def nothing_new_left_behind() -> Iterator[None]:
-    """Every test ends with no child process of its own left (the module's demo service aside)."""
-    before = {p.pid for p in descendants(os.getpid())}
-    yield
-    left = [p for p in descendants(os.getpid()) if p.pid not in before]
-    for process in left:
-        process.kill()
-    assert not left, [" ".join(p.cmdline()) for p in left]
 
 
 # --- credentials ------------------------------------------------------------------------------
@@ -114,7 +104,7 @@ def test_a_wrong_token_is_an_error_naming_the_variable(monkeypatch: pytest.Monke
     monkeypatch.setenv(TOKEN_ENV, "wrong")
 
     async def main() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             with pytest.raises(RemoteError, match=f"refused the token in {TOKEN_ENV}"):
                 await client.square(2.0)
 
@@ -130,7 +120,7 @@ def test_a_service_that_is_gone_makes_every_call_raise(monkeypatch: pytest.Monke
     monkeypatch.setenv(URL_ENV, f"http://127.0.0.1:{free_port()}")
 
     async def main() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             for _ in range(3):
                 with pytest.raises(ServiceUnavailableError, match=URL_ENV):
                     result = await client.square(4.0)
@@ -141,7 +131,7 @@ def test_a_service_that_is_gone_makes_every_call_raise(monkeypatch: pytest.Monke
 
 def test_a_tasklet_error_says_what_went_wrong() -> None:
     async def main() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             with pytest.raises(RemoteError, match=r"failed 'square' \(HTTP 400\): square needs a number"):
                 await client.call("square", x="not a number")
 
@@ -156,7 +146,7 @@ def test_a_tasklet_error_says_what_went_wrong() -> None:
 )
 def test_cancellation_during_calls_leaves_the_client_usable() -> None:
     async def main() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             for i in range(20):
                 with anyio.move_on_after(0.0005 * (i % 5)):
                     await client.square(float(i))
@@ -172,7 +162,7 @@ def test_one_hundred_start_stop_cycles_leak_nothing() -> None:
     me = psutil.Process()
 
     async def cycle() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             assert await client.square(2.0) == 4.0
 
     async def main() -> None:

@@ -155,7 +155,7 @@ def server_pids() -> list[int]:
 
 def test_a_server_dying_mid_run_makes_every_later_call_raise() -> None:
     async def main() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             assert await client.square(3.0) == 9.0  # type: ignore[attr-defined]
             (pid,) = server_pids()
             os.kill(pid, signal.SIGKILL)
@@ -179,7 +179,7 @@ def test_cancellation_during_startup_reaps_the_server(after: float) -> None:
 
 def test_cancellation_during_calls_keeps_the_client_consistent_and_reaps_the_server() -> None:
     async def main() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             for i in range(30):
                 with anyio.move_on_after(0.0002 * (i % 5)):
                     await client.square(float(i))  # type: ignore[attr-defined]
@@ -223,7 +223,7 @@ def test_one_hundred_start_stop_cycles_leak_nothing(monkeypatch: pytest.MonkeyPa
     me = psutil.Process()
 
     async def cycle() -> None:
-        async with start_and_connect() as client:
+        async with start_and_connect() as (client, _):
             assert await client.square(2.0) == 4.0  # type: ignore[attr-defined]
 
     async def cycles(count: int) -> None:

@@ -116,6 +116,15 @@ class Watchdog:
         finally:
             os.close(self._write_end)
 
+    def dismiss(self, timeout: float = WATCHDOG_GRACE) -> None:
+        """The group is stopped: stand the watchdog down and reap it, killed if it lingers past ``timeout`` s."""
+        self.stand_down()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
 
 #: Blocks (in the main thread) that rely on the SIGTERM handler below.
 _holders = 0

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import os
 import shlex
 import signal
@@ -19,7 +20,7 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import BinaryIO
@@ -90,10 +91,7 @@ async def running_server(
             with anyio.CancelScope(shield=True):
                 await stop_process_group(process, stop_grace)
                 if watchdog is not None:
-                    watchdog.stand_down()
-                    if not await _exited(watchdog.process, lifeline.WATCHDOG_GRACE):
-                        watchdog.process.kill()
-                        await _exited(watchdog.process, lifeline.WATCHDOG_GRACE)
+                    await anyio.to_thread.run_sync(watchdog.dismiss)  # it exits at once: a wait, not work
                 await output.finished(OUTPUT_DRAIN_TIMEOUT)
 
 
@@ -133,13 +131,18 @@ async def _exited(process: subprocess.Popen[bytes], seconds: float) -> bool:
     return process.returncode is not None
 
 
-async def _polled(done: Callable[[], bool], seconds: float) -> None:
-    """Wait up to ``seconds`` for ``done()``, looking often at first: an exit sets no event to wait on."""
+async def _polled(done: Callable[[], bool | Awaitable[bool]], seconds: float) -> bool:
+    """Wait up to ``seconds`` for ``done()`` (awaited if async), looking often at first: an exit, or a
+    server that starts listening, sets no event to wait on. Whether ``done()`` came true in time."""
     delay = FIRST_POLL_DELAY
     with anyio.move_on_after(seconds):
-        while not done():
+        while True:
+            result = done()
+            if await result if inspect.isawaitable(result) else result:
+                return True
             await anyio.sleep(delay)
             delay = min(delay * 2, MAX_POLL_DELAY)
+    return False
 
 
 def _signal_group(pid: int, signum: signal.Signals) -> None:
@@ -157,23 +160,22 @@ async def _wait_until_listening(
     seconds: float,
     output: ServerOutput,
 ) -> None:
-    delay = FIRST_POLL_DELAY
-    with anyio.move_on_after(seconds):
-        while True:
-            if process.poll() is not None:
-                await output.finished(OUTPUT_DRAIN_TIMEOUT)  # all it printed, up to its last words
-                raise ServerStartError(
-                    f"server exited with code {process.returncode} before listening on "
-                    f"{host}:{port}; command: {shlex.join(command)}{output.tail()}"
-                )
-            try:
-                stream = await anyio.connect_tcp(host, port)
-            except OSError:
-                await anyio.sleep(delay)
-                delay = min(delay * 2, MAX_POLL_DELAY)
-            else:
-                await stream.aclose()
-                return
+    async def listening() -> bool:
+        if process.poll() is not None:
+            await output.finished(OUTPUT_DRAIN_TIMEOUT)  # all it printed, up to its last words
+            raise ServerStartError(
+                f"server exited with code {process.returncode} before listening on "
+                f"{host}:{port}; command: {shlex.join(command)}{output.tail()}"
+            )
+        try:
+            stream = await anyio.connect_tcp(host, port)
+        except OSError:
+            return False
+        await stream.aclose()
+        return True
+
+    if await _polled(listening, seconds):
+        return
     raise ServerStartError(
         f"server did not listen on {host}:{port} within {seconds:g} s; command: {shlex.join(command)}{output.tail()}"
     )

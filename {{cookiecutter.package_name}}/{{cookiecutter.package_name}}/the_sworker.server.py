@@ -87,7 +87,8 @@ async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
     try:
         port = pick_free_port(bind)
     except OSError as exc:  # not an address of this node, or not an address at all
-        raise ServerStartError(f"cannot listen on {bind!r} (from {HOST_ENV}): {exc}") from exc
+        source = HOST_ENV if os.environ.get(HOST_ENV) else "this node's host name"
+        raise ServerStartError(f"cannot listen on {bind!r} (from {source}): {exc}") from exc
     command = [part.format(host=bind, port=port) for part in SERVER_COMMAND]
     # A fresh secret per instance: only the head that receives it may connect.
     # It reaches the server through the environment, never the command line.

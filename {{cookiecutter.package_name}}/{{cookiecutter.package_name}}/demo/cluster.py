@@ -187,6 +187,11 @@ class ClusterStage:
     def queue(self) -> QueueCommands | None:
         return SYSTEMS.get(self.config.system)
 
+    @property
+    def quit_pattern(self) -> str:
+        """Every instance of this package, as ``grain quit`` names them."""
+        return f"{self.sworker.partition('.')[0]}@*"
+
     def worker_logs(self) -> list[Path]:
         """This run's worker logs (the config's ``log_file``), oldest first."""
         if not self.submitted_at:
@@ -210,43 +215,52 @@ class ClusterStage:
     async def before(self, watch: Watch) -> None:
         if not self.workers:
             return  # backendless: the instance is the head's own
-        await self._grain("up", "-n", str(self.workers))
+        self.submitted_at = time.time()
+        output, code = await self._grain("up", "-n", str(self.workers))
+        self._note_jobs(output)  # first: the jobs a failing grain up did submit are still followed and cancelled
+        if code != 0:
+            raise RunFailed(f"grain up exited with code {code}")
         self.say(
             f"waiting up to {watch.join_within:g} s for {self.workers} instance(s); worker logs: "
             f"{worker_log_pattern(self.config.worker.log_file, self.cwd)}"
         )
         announced: set[str] = set()
-        while len(watch.instances.live) < self.workers:
-            for name in sorted(set(watch.instances.live) - announced):
+        while True:
+            for name in sorted(watch.instances.live - announced):
                 announced.add(name)
                 self.say(f"{name} joined ({len(announced)} of {self.workers})")
+            if len(watch.instances.live) >= self.workers:
+                return
             if problem := self._crashed_worker() or await self._job_ended_early():
                 raise RunFailed(problem)
             await anyio.sleep(JOIN_POLL_SECONDS)
-        for name in sorted(set(watch.instances.live) - announced):
-            self.say(f"{name} joined")
 
     async def after(self, watch: Watch) -> None:
         if not self.workers:
             return
-        await self._grain("quit", f"{self.sworker.partition('.')[0]}@*")
+        _, code = await self._grain("quit", self.quit_pattern)
+        if code != 0:
+            raise RunFailed(f"grain quit exited with code {code}")
         self.quit_sent = True
         with anyio.move_on_after(LEAVE_TIMEOUT):
             await watch.instances.until(lambda instances: not instances.live)
-        if watch.instances.live:
-            self.say(f"still with the head {LEAVE_TIMEOUT:g} s after grain quit: {', '.join(watch.instances.live)}")
+        if still := sorted(watch.instances.live):
+            self.say(f"still with the head {LEAVE_TIMEOUT:g} s after grain quit: {', '.join(still)}")
         else:
             self.say("the workers left the head")
 
-    async def _grain(self, *args: str) -> None:
-        command = [sys.executable, "-m", "grain.cli", *args, "-c", str(self.config.path)]
-        self.say(f"$ {shlex.join(['grain', *args, '-c', str(self.config.path)])}")
-        if args[0] == "up":
-            self.submitted_at = time.time()
+    def _grain_command(self, *args: str) -> list[str]:
+        """Say ``grain ARGS -c CONFIG``, and return the command that runs it with this Python."""
+        said = ["grain", *args, "-c", str(self.config.path)]
+        self.say(f"$ {shlex.join(said)}")
+        return [sys.executable, "-m", "grain.cli", *said[1:]]
+
+    async def _grain(self, *args: str) -> tuple[str, int]:
+        """Run ``grain ARGS`` (bounded), saying it and its output; that output, and its exit code."""
         try:
             with anyio.fail_after(GRAIN_COMMAND_TIMEOUT):
                 done = await anyio.run_process(
-                    command,
+                    self._grain_command(*args),
                     check=False,
                     cwd=self.cwd,
                     env=child_environment(self.sworker, {}),
@@ -257,10 +271,7 @@ class ClusterStage:
         output = (done.stdout + done.stderr).decode(errors="replace").strip()
         for line in output.splitlines():
             self.say(f"  {line}")
-        if args[0] == "up":
-            self._note_jobs(output)
-        if done.returncode != 0:
-            raise RunFailed(f"grain {args[0]} exited with code {done.returncode}")
+        return output, done.returncode
 
     def _note_jobs(self, output: str) -> None:
         if self.queue is None:
@@ -309,9 +320,7 @@ class ClusterStage:
             return
         if not self.quit_sent:
             # The head is gone but Gnaw still holds the workers: it tells them to leave now.
-            pattern = f"{self.sworker.partition('.')[0]}@*"
-            self.say(f"$ {shlex.join(['grain', 'quit', '--force', pattern, '-c', str(self.config.path)])}")
-            command = [sys.executable, "-m", "grain.cli", "quit", "--force", pattern, "-c", str(self.config.path)]
+            command = self._grain_command("quit", "--force", self.quit_pattern)
             self._run(command, GRAIN_COMMAND_TIMEOUT, cwd=self.cwd, env=child_environment(self.sworker, {}))
         if self.queue is None:
             self.say(f"check that the workers' jobs ended: this run cannot follow {self.config.system!r} jobs")

@@ -28,7 +28,8 @@ from pathlib import Path
 
 import psutil
 
-from {{ "." if cookiecutter.backendless else ".." }}lifeline import WATCHDOG_GRACE, Watchdog, die_with_parent, sigterm_as_sigint
+from {{ "." if cookiecutter.backendless else ".." }}lifeline import Watchdog, die_with_parent, sigterm_as_sigint
+from .watch import Watched, tail
 
 LOOPBACK = "127.0.0.1"
 START_TIMEOUT = 20.0
@@ -44,16 +45,22 @@ class LocalGrainError(RuntimeError):
 
 @dataclass(frozen=True)
 class LocalGrain:
-    """What the head needs: the config to pass to ``grain.delayed.run``, and the pids."""
+    """What the head needs: the config to pass to ``grain.delayed.run``; and what was started, with its log."""
 
     config_path: Path
     listen: str
-    gnaw_pid: int
-    worker_pid: int | None
-    #: Where the config and the logs are.
-    workdir: Path
-    #: What was started, for a caller that watches it: (what it is, the process, its log).
-    processes: tuple[tuple[str, subprocess.Popen[bytes], Path], ...] = ()
+    gnaw: Watched
+    #: None for a backendless sworker (it runs in the head).
+    worker: Watched | None
+
+    @property
+    def processes(self) -> tuple[Watched, ...]:
+        """Everything started here, for a caller that watches it."""
+        return (self.gnaw, self.worker) if self.worker else (self.gnaw,)
+
+    @property
+    def worker_pid(self) -> int | None:
+        return self.worker.process.pid if self.worker else None
 
 
 def free_port() -> int:
@@ -104,16 +111,14 @@ def local_grain(
         child_env = child_environment(sworker, env or {})
 
         gnaw = stack.enter_context(_gnaw(listen, idle_quit, workdir, child_env))
-        processes = [("Gnaw", gnaw, workdir / "gnaw.log")]
         worker = None
         if not is_backendless(sworker):
             worker = stack.enter_context(_worker(listen, sworker, capacity, workdir, child_env))
-            processes.append(("the worker", worker, workdir / "worker.log"))
-        yield LocalGrain(config_path, listen, gnaw.pid, worker.pid if worker else None, workdir, tuple(processes))
+        yield LocalGrain(config_path, listen, gnaw, worker)
 
 
 @contextmanager
-def _gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def _gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) -> Iterator[Watched]:
     # The head attaches to a running Gnaw whose -wurl is its listen address, as
     # Grain's own start-up does; a short socket path keeps within the unix limit.
     socket_path = Path(tempfile.gettempdir()) / f"gnaw-{secrets.token_hex(6)}"
@@ -123,15 +128,13 @@ def _gnaw(listen: str, idle_quit: str, workdir: Path, env: Mapping[str, str]) ->
     with running_process(command, log, env, signal.SIGTERM, GNAW_STOP_TIMEOUT) as gnaw:
         try:
             wait_for(lambda: socket_path.exists(), gnaw, "Gnaw", log)
-            yield gnaw
+            yield Watched("Gnaw", gnaw, log)
         finally:
             socket_path.unlink(missing_ok=True)
 
 
 @contextmanager
-def _worker(
-    listen: str, sworker: str, capacity: int, workdir: Path, env: Mapping[str, str]
-) -> Iterator[subprocess.Popen[bytes]]:
+def _worker(listen: str, sworker: str, capacity: int, workdir: Path, env: Mapping[str, str]) -> Iterator[Watched]:
     # The command `grain up` renders for a server sworker.
     res = json.dumps({"Capacity": {"V": int(capacity)}})
     command = [sys.executable, "-m", "grain.worker", "--url", listen, "--res", res, "--sworker", sworker]
@@ -139,7 +142,7 @@ def _worker(
     # It runs in the work directory, as a batch job runs in its own: its server's log goes there.
     log = workdir / "worker.log"
     with running_process(command, log, env, signal.SIGINT, WORKER_STOP_TIMEOUT, cwd=workdir) as worker:
-        yield worker
+        yield Watched("the worker", worker, log)
 
 
 @contextmanager
@@ -184,17 +187,7 @@ def running_process(
         finally:
             stop(process, stop_signal, stop_timeout)
             if watchdog is not None:
-                _dismiss(watchdog)
-
-
-def _dismiss(watchdog: Watchdog) -> None:
-    """Tell the watchdog its process is stopped, and reap it."""
-    watchdog.stand_down()
-    try:
-        watchdog.process.wait(WATCHDOG_GRACE)
-    except subprocess.TimeoutExpired:
-        watchdog.process.kill()
-        watchdog.process.wait()
+                watchdog.dismiss()
 
 
 def stop(process: subprocess.Popen[bytes], stop_signal: signal.Signals, timeout: float) -> None:
@@ -227,15 +220,15 @@ def wait_for(ready: Callable[[], bool], process: subprocess.Popen[bytes], what: 
     delay = 0.002
     while not ready():
         if process.poll() is not None:
-            raise LocalGrainError(f"{what} exited with code {process.returncode}{_tail(log)}")
+            raise LocalGrainError(f"{what} exited with code {process.returncode}{_last_output(log)}")
         if time.monotonic() > deadline:
-            raise LocalGrainError(f"{what} did not start within {START_TIMEOUT:g} s{_tail(log)}")
+            raise LocalGrainError(f"{what} did not start within {START_TIMEOUT:g} s{_last_output(log)}")
         time.sleep(delay)
         delay = min(delay * 2, 0.05)
 
 
-def _tail(log: Path) -> str:
-    text = log.read_bytes()[-2000:].decode(errors="replace").strip()
+def _last_output(log: Path) -> str:
+    text = tail(log)
     return f"; last output:\n{text}" if text else ""
 
 

@@ -38,7 +38,7 @@ from .cluster import (
 )
 from .environment import local_service
 from .local_grain import LocalGrainError, is_backendless, local_grain
-from .watch import RunFailed, Tally, Watch, Watched, instances_of_this_head, log_tails
+from .watch import RunFailed, Tally, Watch, instances_of_this_head, log_tails
 
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 #: Environment variable that marks every process of one demo run.
@@ -64,9 +64,10 @@ def environ(extra: Mapping[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-def run_here(args: argparse.Namespace, xs: list[float], tally: Tally, report: dict[str, Any]) -> BatchResult:
-    """Gnaw (and a worker) on this machine, the head in this process; logs in ``report["logs"]``."""
-    logs = Path(report["logs"])
+def run_here(
+    args: argparse.Namespace, xs: list[float], tally: Tally, report: dict[str, Any], logs: Path
+) -> BatchResult:
+    """Gnaw (and a worker) on this machine, the head in this process; their config and logs in ``logs``."""
     # Every process the demo starts inherits this mark, so a test can prove none is left.
     run_mark = {RUN_MARK_ENV: secrets.token_hex(8)}
     report["run_mark"] = run_mark[RUN_MARK_ENV]
@@ -77,10 +78,11 @@ def run_here(args: argparse.Namespace, xs: list[float], tally: Tally, report: di
         local_grain(SWORKER, capacity=args.capacity, env=env, workdir=logs) as grain,
         instances_of_this_head() as instances,
     ):
-        report["pids"] = [pid for pid in (grain.gnaw_pid, grain.worker_pid) if pid]
-        watched = [Watched(what, process, log) for what, process, log in grain.processes]
-        worker_logs = [log for what, _, log in grain.processes if what == "the worker"]
-        watch = Watch(instances, tally, expected=1, join_within=args.wait, processes=watched, logs=lambda: worker_logs)
+        report["pids"] = [watched.process.pid for watched in grain.processes]
+        worker_logs = [grain.worker.log] if grain.worker else []
+        watch = Watch(
+            instances, tally, expected=1, join_within=args.wait, processes=grain.processes, logs=lambda: worker_logs
+        )
         try:
             return run_batch(grain.config_path, xs, watch, pause=args.pause)
         except RunFailed as failure:
@@ -169,12 +171,14 @@ def main(argv: list[str] | None = None) -> int:
     xs = [float(i) for i in range(args.tasks)]
     started = time.perf_counter()
     report: dict[str, Any] = {"mode": "cluster" if args.config else "local", "capacity": args.capacity}
-    if not args.config:
-        report["logs"] = tempfile.mkdtemp(prefix="{{ cookiecutter.package_name }}-demo-")
     tally = Tally(on_first_result=lambda name, after: say(f"first result after {after:.2f} s, from {name}"))
     failure, code = "", 1
     try:
-        batch = run_on_cluster(args, xs, tally, report) if args.config else run_here(args, xs, tally, report)
+        if args.config:
+            batch = run_on_cluster(args, xs, tally, report)
+        else:
+            report["logs"] = tempfile.mkdtemp(prefix="{{ cookiecutter.package_name }}-demo-")
+            batch = run_here(args, xs, tally, report, Path(report["logs"]))
     except ConfigError as exc:
         failure, code = str(exc), 2
     except (RunFailed, LocalGrainError) as exc:
@@ -191,10 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     if failure:
         report.setdefault("tasks", tally.count())
         report["error"] = failure.splitlines()[0]
-        where = f"logs kept in {report['logs']}" if "logs" in report and code != 2 else ""
-        say(f"demo failed: {failure}" + (f"\n{where}" if where else ""))
-        if code == 2 and "logs" in report:
-            shutil.rmtree(report["logs"], ignore_errors=True)
+        # Only a local run has logs, and it never raises ConfigError: a failed run keeps them.
+        say(f"demo failed: {failure}" + (f"\nlogs kept in {report['logs']}" if "logs" in report else ""))
     else:
         if "logs" in report:
             shutil.rmtree(report.pop("logs"), ignore_errors=True)
@@ -217,7 +219,3 @@ def print_report(xs: list[float], batch: BatchResult, tally: Tally, report: dict
     )
     for line in per_instance_lines(tally):
         print(line)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

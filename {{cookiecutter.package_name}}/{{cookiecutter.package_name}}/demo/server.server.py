@@ -30,12 +30,9 @@ AUTH_TIMEOUT = 5.0
 #: Milliseconds of simulated work per request (default 0), to show what Capacity buys.
 DELAY_ENV = "{{ cookiecutter.package_name | upper }}_DEMO_DELAY_MS"
 
-#: Seconds each request works for, set by ``main`` from ``DELAY_ENV``.
-work_seconds = 0.0
 
-
-def answer(request: dict[str, Any]) -> dict[str, Any]:
-    """The reply to one authenticated request, after its simulated work."""
+def answer(request: dict[str, Any], work_seconds: float = 0.0) -> dict[str, Any]:
+    """The reply to one authenticated request, after ``work_seconds`` of simulated work."""
     if work_seconds:
         # Sleeps in this connection's thread only: the server's other connections go on meanwhile,
         # as a server that runs requests concurrently (HTTP, a database, several GPUs) would.
@@ -93,21 +90,27 @@ class ClientHandler(socketserver.StreamRequestHandler):
                 self.authenticated = hmac.compare_digest(offered.encode(), self.server.secret.encode())
                 reply = {"result": "hello"} if self.authenticated else {"error": "unauthenticated"}
             else:
-                reply = answer(request)
+                reply = answer(request, self.server.work_seconds)
             self.wfile.write(json.dumps({"id": request.get("id"), **reply}).encode() + b"\n")
             if not self.authenticated:
                 return
 
 
 class DemoServer(socketserver.ThreadingTCPServer):
-    """One thread per connection; the head opens one connection per sworker instance."""
+    """One thread per connection; the head's client opens one per call in flight (it keeps them in a pool).
+
+    ``work_seconds`` is each request's simulated work (from ``DELAY_ENV``).
+    """
 
     allow_reuse_address = True
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], secret: str, auth_timeout: float = AUTH_TIMEOUT) -> None:
+    def __init__(
+        self, address: tuple[str, int], secret: str, auth_timeout: float = AUTH_TIMEOUT, work_seconds: float = 0.0
+    ) -> None:
         self.secret = secret
         self.auth_timeout = auth_timeout
+        self.work_seconds = work_seconds
         super().__init__(address, ClientHandler)
 
 
@@ -121,7 +124,6 @@ def main(argv: list[str] | None = None) -> int:
     if not secret:
         print(f"demo server: set {SECRET_ENV} to the per-instance secret", file=sys.stderr)
         return 2
-    global work_seconds
     delay = os.environ.get(DELAY_ENV, "").strip() or "0"
     try:
         work_seconds = float(delay) / 1000
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     if not 0 <= work_seconds < float("inf"):
         print(f"demo server: {DELAY_ENV}={delay!r} is not a number of milliseconds >= 0", file=sys.stderr)
         return 2
-    with DemoServer((args.host, args.port), secret, args.auth_timeout) as server:
+    with DemoServer((args.host, args.port), secret, args.auth_timeout, work_seconds) as server:
         try:
             server.serve_forever()
         except KeyboardInterrupt:

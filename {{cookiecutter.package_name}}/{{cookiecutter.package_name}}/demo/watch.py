@@ -57,19 +57,20 @@ class Instances(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.live: dict[str, float] = {}
-        self.gone: dict[str, float] = {}
+        self.live: set[str] = set()
+        self.gone: set[str] = set()
         self.changed_at = time.monotonic()
         self._changed: anyio.Event | None = None
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if joined := JOINED.match(message):
-            self.live[joined["name"]] = time.monotonic()
-            self.gone.pop(joined["name"], None)
+            self.live.add(joined["name"])
+            self.gone.discard(joined["name"])
         elif left := LEFT.match(message):
-            if self.live.pop(left["name"], None) is not None:
-                self.gone[left["name"]] = time.monotonic()
+            if left["name"] in self.live:
+                self.live.remove(left["name"])
+                self.gone.add(left["name"])
         else:
             return
         self.changed_at = time.monotonic()
@@ -191,7 +192,7 @@ class Watch:
                 raise RunFailed(self._lost(sorted(instances.gone), exited))
         if exited:
             lines = ["; ".join(_exited(watched) for watched in exited) + self._joined_so_far()]
-            if errors := self.tally.errors_on(sorted({*instances.live, *instances.gone})):
+            if errors := self.tally.errors_on(sorted(instances.live | instances.gone)):
                 lines.append(errors)
             raise RunFailed("\n".join(lines))
         if not self.joined_all and time.monotonic() > self.join_deadline:
@@ -212,7 +213,7 @@ class Watch:
         return "\n".join(lines)
 
     def _joined_so_far(self) -> str:
-        names = sorted({*self.instances.live, *self.instances.gone})
+        names = sorted(self.instances.live | self.instances.gone)
         return f" (joined so far: {', '.join(names)})" if names else " (no instance had joined the head)"
 
 

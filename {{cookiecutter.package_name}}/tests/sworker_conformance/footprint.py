@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-import warnings
 from dataclasses import dataclass
 
 import psutil
@@ -94,13 +93,6 @@ def settle_popen_objects(pids: set[int]) -> None:
                 candidate.poll()
             except Exception:  # best effort: the process is gone either way
                 pass
-
-
-def collect_quietly() -> None:
-    """Collect what a module left (its leaked objects warn when collected; the kit reports leaks itself)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
 
 
 def _alive(process: psutil.Process) -> bool:

@@ -133,7 +133,7 @@ class Stage:
 class Plan:
     """What a run does: the asyncio run leaves out what overran or failed under trio."""
 
-    run: bool = True
+    #: Why the run is not made at all ("": it is).
     why_not: str = ""
     calls: bool = True
     endings: tuple[str, ...] = ENDINGS
@@ -233,7 +233,7 @@ class _Abandoned(Exception):
 def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: float) -> Observation:
     """Run the module once under ``loop`` (in a thread), bounded by its stages and ``budget_deadline``."""
     observation = Observation(loop)
-    if not plan.run:
+    if plan.why_not:
         observation.not_run = plan.why_not
         return observation
     supervisor = Supervisor(budget_deadline)

@@ -17,8 +17,6 @@ from .observation import Observation, Plan, run_observation
 from .rules import CouldNotJudge
 from .target import Target
 
-LOOP_ORDER = ("trio", "asyncio")
-
 
 class Judge:
     """Makes (once) and keeps one module's observations; ``verdict`` judges one rule."""

@@ -77,8 +77,6 @@ class Record:
     started: bool = False
     started_in: float | None = None
     start_error: AssertionError | None = None
-    #: Raised after it yielded (e.g. its server died, or its cleanup failed): recorded, not judged.
-    crash: BaseException | None = None
     teardown_began: float | None = None
     exited_at: float | None = None
 
@@ -100,19 +98,16 @@ class Record:
 
 @dataclass
 class DeadEnding:
-    """What the first call did after the kit ended the client's connections with ``ending``."""
+    """What the first call did after the kit ended the client's connections one way (``Observation.dead``'s key)."""
 
-    ending: str
     #: Why this scenario says nothing (no connection to cut, a probe that failed through the relay).
     not_judged: str = ""
     connections: int = 0
-    seen: dict[Any, str] = field(default_factory=dict)
     hung: bool = False
     returned: Any = None
     returned_normally: bool = False
     #: The probe's AssertionError: the call returned, but not the right answer (e.g. "" for EOF).
     wrong: str = ""
-    raised: BaseException | None = None
 
     @property
     def broken(self) -> bool:
@@ -150,9 +145,7 @@ class Observation:
     kit_error: str = ""
     instance: Record | None = None
     second: Record | None = None
-    second_skipped: str = ""
     start_error: AssertionError | None = None
-    start_timed_out: bool = False
     yield_error: ContractViolation | None = None
     second_error: AssertionError | None = None
     fields: dict[str, Any] | None = None
@@ -381,10 +374,10 @@ async def _daemon(
                 record.teardown_began = time.monotonic()
     except anyio.get_cancelled_exc_class():
         raise
-    except (Exception, BaseExceptionGroup, SystemExit) as exc:
+    except (Exception, BaseExceptionGroup, SystemExit):
         if not record.started:
             raise  # a start-up error: to the caller of group.start()
-        record.crash = exc  # after it yielded: Grain would log it; not the kit's to propagate
+        # Raised after it yielded (its server died, its cleanup failed): Grain would log it; not judged.
     finally:
         record.exited_at = time.monotonic()
 
@@ -421,7 +414,6 @@ async def _start(target: Target, obs: Observation, sup: Supervisor, workers: Tas
     sup.check()
     first = records[0]
     if deadline.cancel_called and not all(record.started for record in records):
-        obs.start_timed_out = True  # whatever it raised once cancelled (often Cancelled, from its own nursery)
         obs.start_error = ContractViolation(
             9,
             f"grain_run_sworker() neither yielded nor raised within {limit:g} s, the kit's start-up limit "
@@ -546,7 +538,7 @@ async def _start_client(
 async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, client: Any, watch: LoopWatch) -> None:
     """The probe alone, then V at once for a few rounds, every call watched for stalls (rules 7, 8)."""
     if not plan.calls:
-        obs.calls_skipped = obs.dead_skipped = plan.why_fewer
+        obs.calls_skipped = plan.why_fewer
         return
     obs.call_phases.append(FIRST_CALL_PHASE)
     with sup.stage(FIRST_CALL_PHASE, target.call_timeout, rule=7):
@@ -606,7 +598,7 @@ async def _dead_server(
     target: Target, obs: Observation, sup: Supervisor, clients: TaskGroup, watch: LoopWatch, ending: str
 ) -> DeadEnding:
     """A fresh client whose connections go through the relay; end them with ``ending``; call once (rule 10)."""
-    result = DeadEnding(ending)
+    result = DeadEnding()
     relay = Relay().start()
     sup.relays.append(relay)
     token = CLIENT_SIDE.set(True)
@@ -634,8 +626,8 @@ async def _dead_server(
                 return result
             addresses = relay.cut(ending)
             result.connections = len(addresses)
-            result.seen = await anyio.to_thread.run_sync(wait_for_endings, addresses)
-            if "open" in result.seen.values():  # the ending did not reach the client: not the scenario meant
+            seen = await anyio.to_thread.run_sync(wait_for_endings, addresses)
+            if "open" in seen.values():  # the ending did not reach the client: not the scenario meant
                 result.not_judged = f"the client's connection did not show the {ending} the kit made within 1 s"
                 return result
             with sup.stage(f"the first call after {ENDING_TEXT[ending]}", DEAD_CALL_LIMIT, rule=10):
@@ -645,8 +637,8 @@ async def _dead_server(
                         result.returned_normally = True
                     except AssertionError as wrong:
                         result.wrong = str(wrong) or "the probe rejected the answer"
-                    except (Exception, BaseExceptionGroup, SystemExit) as exc:
-                        result.raised = exc
+                    except (Exception, BaseExceptionGroup, SystemExit):
+                        pass  # it raised: what Rule 10 asks
                 if deadline.cancel_called:
                     result.hung = True
                     result.returned_normally = False
@@ -669,8 +661,7 @@ async def _second_backendless_instance(target: Target, obs: Observation, sup: Su
     spent = obs.instance.started_in if obs.instance and obs.instance.started_in else 0.0
     teardown = obs.instance.teardown_seconds if obs.instance else None
     if teardown is None or teardown > target.cleanup_limit or time.monotonic() + 2 * spent + 2 > sup.budget_deadline:
-        obs.second_skipped = "no time left in the kit's budget for a second instance"
-        return
+        return  # no time left in the kit's budget: Rule 11 goes on the first instance's fields alone
     before = Footprint.now()
     record = Record("a second instance")
     obs.second = record

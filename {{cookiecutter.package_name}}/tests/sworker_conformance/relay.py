@@ -87,7 +87,6 @@ class Relay:
         #: Connections relayed, and bytes the client sent through them (before the cut).
         self.connections = 0
         self.bytes_from_client = 0
-        self.ending: str | None = None
         self.error: Exception | None = None
 
     # -- set-up and the client's side ---------------------------------------------------------
@@ -332,7 +331,6 @@ class Relay:
             _modify(self._selector, upstream, upstream_events, self._on_upstream(pair))
 
     def _cut(self, ending: str) -> list[Address]:
-        self.ending = ending
         for listener in self._listeners.values():
             _unregister(self._selector, listener)
             listener.close()

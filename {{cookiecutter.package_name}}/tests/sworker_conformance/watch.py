@@ -67,8 +67,6 @@ class Stall:
     where: Frame | None = None
     #: The innermost frame of the module (or its probe) on the way there.
     caller: Frame | None = None
-    samples: int = 0
-    cpu_seconds: float = 0.0
 
     def location(self) -> str:
         if self.where is None:
@@ -127,7 +125,7 @@ class LoopWatch:
         phases = Counter(sample.phase for sample in samples if sample.phase)
         phase = phases.most_common(1)[0][0] if phases else (self.phase or "")
         where, caller = Counter(located).most_common(1)[0][0] if located else (None, None)
-        return Stall(gap, phase, where, caller, len(located))
+        return Stall(gap, phase, where, caller)
 
     @property
     def last_beat(self) -> float:
@@ -195,7 +193,7 @@ class LoopWatch:
         # thread is not the module's doing), unless the loop thread itself was busy on the CPU.
         own = max(gap - lateness, cpu)
         where, caller = Counter(located).most_common(1)[0][0] if located else (None, None)
-        self.stalls.append(Stall(own, phase, where, caller, len(located), cpu))
+        self.stalls.append(Stall(own, phase, where, caller))
 
     def _locate(self, sample: Sample) -> tuple[Frame, Frame] | None:
         """(innermost frame, innermost frame of the module or its probe), or None if not theirs."""

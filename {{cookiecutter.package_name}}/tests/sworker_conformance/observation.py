@@ -304,10 +304,8 @@ async def _observe(target: Target, obs: Observation, sup: Supervisor, plan: Plan
     async with anyio.create_task_group() as kit:
         await kit.start(watch.run)
         try:
-            await _run(target, obs, sup, plan, before, watch)
+            await _run(target, obs, sup, plan, before, watch)  # closes its relays; _abandon, if it never returns
         finally:
-            for relay in sup.relays:
-                relay.close()
             kit.cancel_scope.cancel()
 
 

@@ -423,6 +423,8 @@ def check_dead_server_raises(target: Target, obs: Observation) -> None:
         raise CouldNotJudge(10, obs.calls_skipped)
     if obs.probe_error:
         raise CouldNotJudge(10, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    if obs.relay_error:
+        raise CouldNotJudge(10, f"the kit's relay failed: {obs.relay_error}", blocking=True)
     stage = obs.abandoned
     if stage is not None and stage.rule == 10:
         _violation(

@@ -163,6 +163,8 @@ class Observation:
     call_phases: list[str] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
     dead: dict[str, DeadEnding] = field(default_factory=dict)
+    #: A fault in the thread of the kit's relay (the dead-server scenarios then say nothing).
+    relay_error: str = ""
     dead_skipped: str = ""
     clients: list[Record] = field(default_factory=list)
     leftover_description: str = ""
@@ -279,10 +281,17 @@ def _abandon(observation: Observation, supervisor: Supervisor, stage: Stage, bef
     for relay in supervisor.relays:
         stop_redirecting(relay)
         relay.close()
+    snapshot.relay_error = snapshot.relay_error or _relay_failure(supervisor.relays)
     left = Footprint.now().added_since(before)
     snapshot.killed = left.describe()
     left.kill()
     return snapshot
+
+
+def _relay_failure(relays: list[Relay]) -> str:
+    """What went wrong in a relay's thread (its first fault), or ""."""
+    error = next((relay.error for relay in relays if relay.error is not None), None)
+    return "" if error is None else f"{describe(error)}{_where(error)}"
 
 
 def _where(error: BaseException) -> str:
@@ -332,6 +341,7 @@ async def _run(
         finally:
             for relay in sup.relays:
                 relay.close()  # before the leftover check: the relay's sockets are the kit's
+            obs.relay_error = _relay_failure(sup.relays)
     sup.check()
     _leftover(obs, before)
     if backendless and obs.start_error is None and obs.yield_error is None:

@@ -52,20 +52,17 @@ def _violation(rule: int, observed: str, fix: str | None = None) -> NoReturn:
     raise ContractViolation(rule, observed, fix)
 
 
-def _first_failed(obs: Observation, rule: int, *errors: AssertionError | None) -> None:
-    """Raise the first of ``errors`` if it broke ``rule``; if it broke another rule, say the kit could not judge."""
+def _first_failed(rule: int, *errors: AssertionError | None) -> None:
+    """Raise the first of ``errors`` if it broke ``rule``; if it broke another rule, say the kit could not judge.
+
+    Each is a ContractViolation, or Portability (which ``_run_happened`` has raised already).
+    """
     for error in errors:
         if error is None:
             continue
-        if isinstance(error, Portability):
+        if not isinstance(error, ContractViolation) or error.rule.number == rule:
             raise error
-        if isinstance(error, ContractViolation):
-            if error.rule.number == rule:
-                raise error
-            raise CouldNotJudge(rule, f"Rule {error.rule.number} failed first ({error.observed[:160]})")
-        if isinstance(error, CouldNotJudge):
-            raise CouldNotJudge(rule, error.reason, blocking=error.blocking)
-        raise CouldNotJudge(rule, describe(error), blocking=True)
+        raise CouldNotJudge(rule, f"Rule {error.rule.number} failed first ({error.observed[:160]})")
 
 
 def _run_happened(obs: Observation, rule: int) -> None:
@@ -167,7 +164,7 @@ def check_entry_points_enter(obs: Observation) -> None:
 def check_yielded_name(target: Target, obs: Observation) -> None:
     """The yielded dict's name is usable, and two live server instances have different names."""
     _run_happened(obs, 3)
-    _first_failed(obs, 3, obs.yield_error, obs.start_error)
+    _first_failed(3, obs.yield_error, obs.start_error)
     if obs.abandoned is not None and obs.abandoned.rule == 9:
         _stopped_before(obs, 3, "anything was yielded")
     first, second = obs.instance, obs.second
@@ -195,7 +192,7 @@ def check_yielded_name(target: Target, obs: Observation) -> None:
 
 def check_fields_survive_msgpack(obs: Observation) -> None:
     _run_happened(obs, 4)
-    _first_failed(obs, 4, obs.fields_error, obs.start_error, obs.yield_error)
+    _first_failed(4, obs.fields_error, obs.start_error, obs.yield_error)
     if obs.fields is None:
         _stopped_before(obs, 4, "the fields were seen")
 
@@ -205,7 +202,7 @@ def check_fields_survive_msgpack(obs: Observation) -> None:
 
 def check_context_accepts_fields(obs: Observation) -> None:
     _run_happened(obs, 5)
-    _first_failed(obs, 5, obs.context_error, obs.start_error, obs.yield_error, obs.fields_error)
+    _first_failed(5, obs.context_error, obs.start_error, obs.yield_error, obs.fields_error)
     if obs.abandoned is not None and obs.abandoned.rule == 5:
         _violation(
             5,
@@ -260,7 +257,7 @@ def _records(obs: Observation) -> list[Record]:
 def check_event_loop_friendly(target: Target, obs: Observation) -> None:
     """Runs under trio (asyncio-only code fails there) and never blocks the event loop while it works."""
     _run_happened(obs, 7)
-    _first_failed(obs, 7, obs.start_error, obs.context_error, obs.probe_violation)
+    _first_failed(7, obs.start_error, obs.context_error, obs.probe_violation)
     stage, stall = obs.abandoned, obs.abandoned_stall
     if stage is not None and stall is not None and stall.where is not None and stage.rule in (5, 7, 8, 10):
         _violation(
@@ -358,7 +355,7 @@ def _stall_fix(stall: Stall) -> str:
 def check_concurrent_clients(target: Target, obs: Observation) -> None:
     """One shared client serves V concurrent probe calls, round after round."""
     _run_happened(obs, 8)
-    _first_failed(obs, 8, obs.start_error, obs.context_error, obs.probe_violation)
+    _first_failed(8, obs.start_error, obs.context_error, obs.probe_violation)
     if target.probe is None:
         raise CouldNotJudge(8, NO_PROBE)
     if obs.calls_skipped:
@@ -405,7 +402,7 @@ def check_startup_bounded(target: Target, obs: Observation) -> None:
             f"start-up limit (--sworker-startup-timeout), nor gave way when cancelled{blocked}{_killed(obs)}; under "
             "Grain the worker, then the head, would wait with no error anywhere.",
         )
-    _first_failed(obs, 9, obs.start_error)
+    _first_failed(9, obs.start_error)
     if obs.instance is None or not obs.instance.started:
         _stopped_before(obs, 9, "grain_run_sworker() yielded")
 
@@ -416,7 +413,7 @@ def check_startup_bounded(target: Target, obs: Observation) -> None:
 def check_dead_server_raises(target: Target, obs: Observation) -> None:
     """After the server stops (EOF, then a reset), the next call raises, and does not hang."""
     _run_happened(obs, 10)
-    _first_failed(obs, 10, obs.start_error, obs.yield_error, obs.fields_error, obs.context_error, obs.probe_violation)
+    _first_failed(10, obs.start_error, obs.yield_error, obs.fields_error, obs.context_error, obs.probe_violation)
     if target.probe is None:
         raise CouldNotJudge(10, NO_PROBE)
     if obs.calls_skipped:
@@ -529,7 +526,7 @@ def find_long_lived_credential(first: dict[str, Any], second: dict[str, Any] | N
 def check_no_credentials(obs: Observation) -> None:
     """No long-lived credential in the fields; an ephemeral per-instance secret passes."""
     _run_happened(obs, 11)
-    _first_failed(obs, 11, obs.start_error, obs.yield_error)
+    _first_failed(11, obs.start_error, obs.yield_error)
     if obs.instance is None or not obs.instance.started:
         _stopped_before(obs, 11, "anything was yielded")
     second = obs.second.fields if obs.second is not None and obs.second.started else None

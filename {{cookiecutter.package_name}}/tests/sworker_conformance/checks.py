@@ -78,6 +78,16 @@ def _run_happened(obs: Observation, rule: int) -> None:
         )
 
 
+def _probe_calls_made(target: Target, obs: Observation, rule: int) -> None:
+    """The probe calls ran on a live instance: there is a probe, they were not left out, the first one worked."""
+    if target.probe is None:
+        raise CouldNotJudge(rule, NO_PROBE)
+    if obs.calls_skipped:
+        raise CouldNotJudge(rule, obs.calls_skipped)
+    if obs.probe_error:
+        raise CouldNotJudge(rule, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+
+
 def _stopped_before(obs: Observation, rule: int, what: str) -> NoReturn:
     stage = obs.abandoned
     if stage is None:
@@ -276,12 +286,7 @@ def check_event_loop_friendly(target: Target, obs: Observation) -> None:
             "the head stalls meanwhile.",
             _stall_fix(worst),
         )
-    if target.probe is None:
-        raise CouldNotJudge(7, NO_PROBE)
-    if obs.calls_skipped:
-        raise CouldNotJudge(7, obs.calls_skipped)
-    if obs.probe_error:
-        raise CouldNotJudge(7, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    _probe_calls_made(target, obs, 7)
     if not obs.call_phases:
         _stopped_before(obs, 7, "the probe calls")
     calls = [s for s in obs.stalls if s.phase in obs.call_phases]
@@ -356,12 +361,7 @@ def check_concurrent_clients(target: Target, obs: Observation) -> None:
     """One shared client serves V concurrent probe calls, round after round."""
     _run_happened(obs, 8)
     _first_failed(8, obs.start_error, obs.context_error, obs.probe_violation)
-    if target.probe is None:
-        raise CouldNotJudge(8, NO_PROBE)
-    if obs.calls_skipped:
-        raise CouldNotJudge(8, obs.calls_skipped)
-    if obs.probe_error:
-        raise CouldNotJudge(8, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    _probe_calls_made(target, obs, 8)
     for number, errors in enumerate(obs.round_errors, start=1):
         if errors:
             hung = sum(isinstance(error, TimeoutError) for error in errors)
@@ -414,12 +414,7 @@ def check_dead_server_raises(target: Target, obs: Observation) -> None:
     """After the server stops (EOF, then a reset), the next call raises, and does not hang."""
     _run_happened(obs, 10)
     _first_failed(10, obs.start_error, obs.yield_error, obs.fields_error, obs.context_error, obs.probe_violation)
-    if target.probe is None:
-        raise CouldNotJudge(10, NO_PROBE)
-    if obs.calls_skipped:
-        raise CouldNotJudge(10, obs.calls_skipped)
-    if obs.probe_error:
-        raise CouldNotJudge(10, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    _probe_calls_made(target, obs, 10)
     if obs.relay_error:
         raise CouldNotJudge(10, f"the kit's relay failed: {obs.relay_error}", blocking=True)
     stage = obs.abandoned

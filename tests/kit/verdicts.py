@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from sworker_conformance.judge import Judge
-from sworker_conformance.observation import Portability
-from sworker_conformance.rules import ContractViolation, CouldNotJudge
+from sworker_conformance.rules import ContractViolation, CouldNotJudge, Portability
 from sworker_conformance.target import Target
 
 from .corpus import Case

@@ -25,10 +25,9 @@ from .observation import (
     FIRST_CALL_PHASE,
     START_PHASE,
     Observation,
-    Portability,
     Record,
 )
-from .rules import ContractViolation, CouldNotJudge
+from .rules import ContractViolation, CouldNotJudge, Portability
 from .target import Target, read_worker_config
 from .watch import Stall
 
@@ -72,10 +71,7 @@ def _run_happened(obs: Observation, rule: int) -> None:
     if obs.not_run:
         raise CouldNotJudge(rule, obs.not_run)
     if obs.portability:
-        raise Portability(
-            f"{obs.portability}. Grain runs trio, so this is portability only; to run under asyncio too, write the "
-            "async code against anyio."
-        )
+        raise Portability(obs.portability)
 
 
 def _probe_calls_made(target: Target, obs: Observation, rule: int) -> None:

@@ -24,7 +24,7 @@ import sniffio
 from anyio.abc import TaskStatus
 
 from .footprint import Footprint
-from .rules import ContractViolation
+from .rules import ContractViolation, Portability
 from .target import Target
 
 
@@ -150,42 +150,31 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class ProbeFailed(AssertionError):
-    """The probe failed on a live, healthy instance: fix the module or the probe first."""
+def classify(exc: BaseException, what: str, loop: str) -> ContractViolation | Portability | None:
+    """What an error from the module during ``what`` means under ``loop``, where that does not depend on ``what``.
+
+    The violation inside it, if any; under trio, asyncio-only code breaks Rule 7; under asyncio,
+    trio-only code is portability. None for any other error: the caller says what it means there.
+    """
+    if (violation := first_violation(exc)) is not None:
+        return violation
+    if loop == "trio" and needs_asyncio(exc):
+        return ContractViolation(7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}.")
+    if loop == "asyncio" and needs_trio(exc):
+        return Portability(f"{what} needs trio: under asyncio it raised {describe(exc)}")
+    return None
 
 
 @contextmanager
-def step(rule: int | None, what: str) -> Iterator[None]:
-    """Turn an error from the module during ``what`` into a violation of ``rule``.
-
-    Under trio, an error that asyncio-only code raises is a violation of rule 7.
-    With ``rule`` None the error is a ``ProbeFailed``: the check cannot go on.
-    """
+def step(rule: int, what: str) -> Iterator[None]:
+    """Turn an error from the module during ``what`` into a violation of ``rule`` (unless ``classify`` says more)."""
     try:
         yield
-    except ContractViolation:
-        raise
     except (Exception, BaseExceptionGroup) as exc:
-        if (violation := first_violation(exc)) is not None:
-            raise violation from None
         loop = current_loop()
-        if loop == "trio" and needs_asyncio(exc):
-            raise ContractViolation(
-                7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}."
-            ) from None
-        if loop == "asyncio" and needs_trio(exc):
-            raise ContractViolation(
-                rule or 7,
-                f"{what} needs trio: under asyncio it raised {describe(exc)}. Grain runs trio, so this is "
-                "portability only.",
-                "nothing, for Grain; to run under asyncio too, write the async code against anyio.",
-            ) from None
-        if rule is None:
-            raise ProbeFailed(
-                f"{what} raised {describe(exc)} (under {loop}) on a live instance; the kit needs a "
-                "working probe to check this rule (--sworker-probe module:function)."
-            ) from None
-        raise ContractViolation(rule, f"{what} raised {describe(exc)} (under {loop}).") from None
+        raise classify(exc, what, loop) or ContractViolation(
+            rule, f"{what} raised {describe(exc)} (under {loop})."
+        ) from None
 
 
 def msgpack_round_trip(fields: dict[str, Any], module_name: str) -> dict[str, Any]:

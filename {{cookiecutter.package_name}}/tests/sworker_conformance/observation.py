@@ -35,16 +35,14 @@ from anyio.abc import TaskGroup, TaskStatus
 from .footprint import Footprint
 from .instance import (
     call_probe,
+    classify,
     describe,
-    first_violation,
     msgpack_round_trip,
-    needs_asyncio,
-    needs_trio,
     require_async_cm,
     require_no_arguments,
 )
 from .relay import CLIENT_SIDE, Relay, redirecting, stop_redirecting, wait_for_endings
-from .rules import ContractViolation
+from .rules import ContractViolation, Portability
 from .target import Target
 from .watch import LoopWatch, Stall
 
@@ -62,10 +60,6 @@ ENDING_TEXT = {
     "eof": "EOF: the server closed the connection",
     "reset": "a reset: the connection was reset by the server",
 }
-
-
-class Portability(AssertionError):
-    """What only asyncio shows: trio-only code. Grain runs trio, so this is never a failure."""
 
 
 @dataclass
@@ -446,14 +440,11 @@ async def _start(target: Target, obs: Observation, sup: Supervisor, workers: Tas
 
 def _start_failure(exc: BaseException, what: str, rule: int, obs: Observation) -> AssertionError:
     """What an error from the module while it starts means, under the running loop."""
-    violation = first_violation(exc)
-    if violation is not None:
-        return violation
-    if obs.loop == "trio" and needs_asyncio(exc):
-        return ContractViolation(7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}.")
-    if obs.loop == "asyncio" and needs_trio(exc):
-        obs.portability = f"{what} needs trio: under asyncio it raised {describe(exc)}"
-        return Portability(obs.portability)
+    found = classify(exc, what, obs.loop)
+    if isinstance(found, Portability):
+        obs.portability = found.observed
+    if found is not None:
+        return found
     where = "the head would crash" if rule == 5 else "the worker would crash, and the head wait for it with no error"
     return ContractViolation(rule, f"{what} raised {describe(exc)} (under {obs.loop}); under Grain {where}.")
 
@@ -575,14 +566,14 @@ async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, 
 
 
 def _probe_failure(exc: BaseException, obs: Observation) -> str:
-    if obs.loop == "trio" and needs_asyncio(exc):
-        obs.probe_violation = ContractViolation(
-            7, f"the probe call needs asyncio: under trio, which Grain runs, it raised {describe(exc)}."
-        )
-        return "the probe call needs asyncio"
-    if obs.loop == "asyncio" and needs_trio(exc):
-        obs.portability = f"the probe call needs trio: under asyncio it raised {describe(exc)}"
+    """Why the probe could not be used (one line); a call that breaks a rule itself (e.g. needs asyncio) says so."""
+    found = classify(exc, "the probe call", obs.loop)
+    if isinstance(found, Portability):
+        obs.portability = found.observed
         return obs.portability
+    if found is not None:
+        obs.probe_violation = found  # judged on its own record (Rule 7), not as grain_context failing
+        return f"the probe call broke Rule {found.rule.number}"
     return f"the probe raised {describe(exc)} on a live instance (under {obs.loop})"
 
 

@@ -60,6 +60,14 @@ class Footprint:
         parts += [f"a socket listening on {ip}:{port} (pid {pid})" for ip, port, pid in sorted(self.listening, key=str)]
         return ", ".join(parts)
 
+    @classmethod
+    def reap_since(cls, before: Footprint) -> str:
+        """Kill what was added since ``before``, and say what it was ("" if nothing; told while names are known)."""
+        left = cls.now().added_since(before)
+        description = left.describe()
+        left.kill()
+        return description
+
     def __bool__(self) -> bool:
         return bool(self.processes or self.listening)
 

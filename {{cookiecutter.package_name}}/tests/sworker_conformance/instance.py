@@ -261,11 +261,9 @@ async def running_instance(target: Target) -> AsyncIterator[Instance]:
     finally:
         if instance is not None and teardown_started is not None:
             instance.teardown_seconds = time.monotonic() - teardown_started
-        leftover = Footprint.now().added_since(before)
+        leftover = Footprint.reap_since(before)
         if instance is not None:
-            instance.leftover = leftover
-            instance.leftover_description = leftover.describe()  # before the kill, while names are known
-        leftover.kill()
+            instance.leftover_description = leftover
 
 
 @asynccontextmanager

@@ -276,9 +276,7 @@ def _abandon(observation: Observation, supervisor: Supervisor, stage: Stage, bef
         stop_redirecting(relay)
         relay.close()
     snapshot.relay_error = snapshot.relay_error or _relay_failure(supervisor.relays)
-    left = Footprint.now().added_since(before)
-    snapshot.killed = left.describe()
-    left.kill()
+    snapshot.killed = Footprint.reap_since(before)
     return snapshot
 
 
@@ -648,11 +646,9 @@ async def _dead_server(
 
 
 def _leftover(obs: Observation, before: Footprint) -> None:
-    """Rule 6: what the teardown left (child processes, listening sockets); the kit kills it."""
-    left = Footprint.now().added_since(before)
-    if left:
-        obs.leftover_description = left.describe()  # before the kill, while names are known
-        left.kill()
+    """Rule 6: what the teardown left (child processes, listening sockets); the kit kills it, and reports the first."""
+    left = Footprint.reap_since(before)
+    obs.leftover_description = obs.leftover_description or left
 
 
 async def _second_backendless_instance(target: Target, obs: Observation, sup: Supervisor) -> None:
@@ -669,10 +665,7 @@ async def _second_backendless_instance(target: Target, obs: Observation, sup: Su
         await _start(target, scratch, sup, workers, [record])
     sup.check()
     obs.second_error = scratch.start_error
-    left = Footprint.now().added_since(before)
-    if left and not obs.leftover_description:
-        obs.leftover_description = left.describe()
-    left.kill()
+    _leftover(obs, before)
 
 
 # -- checks of what was yielded -----------------------------------------------------------------

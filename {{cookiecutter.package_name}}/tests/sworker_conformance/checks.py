@@ -18,14 +18,13 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from .instance import describe
+from .instance import Record, describe
 from .observation import (
     DEAD_CALL_LIMIT,
     ENDING_TEXT,
     FIRST_CALL_PHASE,
     START_PHASE,
     Observation,
-    Record,
 )
 from .rules import ContractViolation, CouldNotJudge, Portability
 from .target import Target, read_worker_config

@@ -15,7 +15,7 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -29,17 +29,16 @@ from .target import Target
 
 
 @dataclass
-class Instance:
-    """One running sworker instance, as the kit saw it."""
+class Record:
+    """One context manager the kit entered (an instance, or a client) and what became of it."""
 
-    yielded: Any
-    started_in: float
-    #: Child processes and listening sockets it added while starting.
-    footprint: Footprint = field(default_factory=Footprint.empty)
-    #: What was still there after its teardown finished (the kit then killed it).
-    leftover: Footprint = field(default_factory=Footprint.empty)
-    leftover_description: str = ""
-    teardown_seconds: float | None = None
+    label: str
+    yielded: Any = None
+    started: bool = False
+    started_in: float | None = None
+    start_error: AssertionError | None = None
+    teardown_began: float | None = None
+    exited_at: float | None = None
 
     @property
     def name(self) -> Any:
@@ -49,6 +48,12 @@ class Instance:
     def fields(self) -> dict[str, Any]:
         """The fields as yielded, without ``name`` (what Grain sends to the head)."""
         return {k: v for k, v in self.yielded.items() if k != "name"} if isinstance(self.yielded, dict) else {}
+
+    @property
+    def teardown_seconds(self) -> float | None:
+        if self.teardown_began is None or self.exited_at is None:
+            return None
+        return self.exited_at - self.teardown_began
 
 
 def current_loop() -> str:
@@ -200,10 +205,35 @@ def require_async_cm(value: Any, call: str) -> AbstractAsyncContextManager[Any]:
     return value  # type: ignore[no-any-return]
 
 
-async def _daemon(factory: Callable[[], AbstractAsyncContextManager[Any]], *, task_status: TaskStatus[Any]) -> None:
-    async with factory() as value:
-        task_status.started(value)
-        await anyio.sleep_forever()
+async def daemon(
+    record: Record,
+    factory: Callable[[], AbstractAsyncContextManager[Any]],
+    contain_crash: bool = False,
+    *,
+    task_status: TaskStatus[Any],
+) -> None:
+    """Enter ``factory()`` as Grain does (util.as_daemon): hand on what it yields, park until cancelled.
+
+    An error before it yields goes to the caller of ``group.start()``. One after it yielded (its
+    server died, its cleanup failed) ends the task group, unless ``contain_crash`` (the kit's
+    runs: Grain would log it, and it is not judged).
+    """
+    try:
+        async with factory() as value:
+            record.yielded = value
+            record.started = True
+            task_status.started(value)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                record.teardown_began = time.monotonic()
+    except anyio.get_cancelled_exc_class():
+        raise
+    except (Exception, BaseExceptionGroup, SystemExit):
+        if not record.started or not contain_crash:
+            raise
+    finally:
+        record.exited_at = time.monotonic()
 
 
 def require_no_arguments(module: Any) -> None:
@@ -222,27 +252,26 @@ def require_no_arguments(module: Any) -> None:
 
 
 @asynccontextmanager
-async def running_instance(target: Target) -> AsyncIterator[Instance]:
+async def running_instance(target: Target) -> AsyncIterator[Record]:
     """Enter ``grain_run_sworker()`` as Grain does; tear it down by cancellation on exit.
 
-    Start-up is bounded by ``target.startup_timeout`` (rule 9); teardown time is
-    recorded in ``Instance.teardown_seconds`` and what the module left behind
-    (child processes, listening sockets) is killed if it is still there.
+    Start-up is bounded by ``target.startup_timeout`` (rule 9); what the module left behind
+    (child processes, listening sockets) is killed once its teardown is over.
     """
     module = target.module
     require_no_arguments(module)
+    record = Record("the instance")
     before = Footprint.now()
-    started = time.monotonic()
-    teardown_started = None
-    instance: Instance | None = None
     try:
         with unwrapped_groups():
             async with anyio.create_task_group() as group:
                 try:
                     with anyio.fail_after(target.startup_timeout):
                         with step(9, "grain_run_sworker() during start-up"):
-                            yielded = await group.start(
-                                _daemon, lambda: require_async_cm(module.grain_run_sworker(), "grain_run_sworker()")
+                            await group.start(
+                                daemon,
+                                record,
+                                lambda: require_async_cm(module.grain_run_sworker(), "grain_run_sworker()"),
                             )
                 except TimeoutError:
                     raise ContractViolation(
@@ -251,19 +280,12 @@ async def running_instance(target: Target) -> AsyncIterator[Instance]:
                         "(the kit's limit, --sworker-startup-timeout); under Grain the worker, then the head, "
                         "would hang with no error anywhere.",
                     ) from None
-                instance = Instance(yielded, time.monotonic() - started)
-                instance.footprint = Footprint.now().added_since(before)
                 try:
-                    yield instance
+                    yield record
                 finally:
-                    teardown_started = time.monotonic()
                     group.cancel_scope.cancel()
     finally:
-        if instance is not None and teardown_started is not None:
-            instance.teardown_seconds = time.monotonic() - teardown_started
-        leftover = Footprint.reap_since(before)
-        if instance is not None:
-            instance.leftover_description = leftover
+        Footprint.reap_since(before)
 
 
 @asynccontextmanager
@@ -276,7 +298,8 @@ async def running_client(target: Target, fields: dict[str, Any]) -> AsyncIterato
                 with anyio.fail_after(target.startup_timeout):
                     with step(5, "grain_context(**fields) while starting"):
                         client = await group.start(
-                            _daemon,
+                            daemon,
+                            Record("the client"),
                             lambda: require_async_cm(module.grain_context(**fields), "grain_context(**fields)"),
                         )
             except TimeoutError:

@@ -24,18 +24,20 @@ import inspect
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskGroup
 
 from .footprint import Footprint
 from .instance import (
+    Record,
     call_probe,
     classify,
+    daemon,
     describe,
     msgpack_round_trip,
     require_async_cm,
@@ -60,34 +62,6 @@ ENDING_TEXT = {
     "eof": "EOF: the server closed the connection",
     "reset": "a reset: the connection was reset by the server",
 }
-
-
-@dataclass
-class Record:
-    """One context manager the kit entered (an instance, or a client) and what became of it."""
-
-    label: str
-    yielded: Any = None
-    started: bool = False
-    started_in: float | None = None
-    start_error: AssertionError | None = None
-    teardown_began: float | None = None
-    exited_at: float | None = None
-
-    @property
-    def name(self) -> Any:
-        return self.yielded.get("name") if isinstance(self.yielded, dict) else None
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """The fields as yielded, without ``name`` (what Grain sends to the head)."""
-        return {k: v for k, v in self.yielded.items() if k != "name"} if isinstance(self.yielded, dict) else {}
-
-    @property
-    def teardown_seconds(self) -> float | None:
-        if self.teardown_began is None or self.exited_at is None:
-            return None
-        return self.exited_at - self.teardown_began
 
 
 @dataclass
@@ -359,29 +333,6 @@ class _TornDown:
             return await self._group.__aexit__(*exc_info)
 
 
-async def _daemon(
-    record: Record, factory: Callable[[], AbstractAsyncContextManager[Any]], *, task_status: TaskStatus[Any]
-) -> None:
-    """Enter ``factory()`` as Grain does (util.as_daemon): hand on what it yields, park until cancelled."""
-    try:
-        async with factory() as value:
-            record.yielded = value
-            record.started = True
-            task_status.started(value)
-            try:
-                await anyio.sleep_forever()
-            finally:
-                record.teardown_began = time.monotonic()
-    except anyio.get_cancelled_exc_class():
-        raise
-    except (Exception, BaseExceptionGroup, SystemExit):
-        if not record.started:
-            raise  # a start-up error: to the caller of group.start()
-        # Raised after it yielded (its server died, its cleanup failed): Grain would log it; not judged.
-    finally:
-        record.exited_at = time.monotonic()
-
-
 async def _start(target: Target, obs: Observation, sup: Supervisor, workers: TaskGroup, records: list[Record]) -> None:
     """Start every instance at once (as workers do), within the start-up limit (rule 9)."""
     module = target.module
@@ -398,7 +349,7 @@ async def _start(target: Target, obs: Observation, sup: Supervisor, workers: Tas
             return require_async_cm(module.grain_run_sworker(), "grain_run_sworker()")
 
         try:
-            await workers.start(_daemon, record, factory)
+            await workers.start(daemon, record, factory, True)
             record.started_in = time.monotonic() - began
         except anyio.get_cancelled_exc_class():
             raise
@@ -518,7 +469,7 @@ async def _start_client(
         with anyio.move_on_after(limit) as deadline:
             try:
                 async with watch.watching(phase) if phase else nullcontext():
-                    client = await clients.start(_daemon, record, factory)
+                    client = await clients.start(daemon, record, factory, True)
             except anyio.get_cancelled_exc_class():
                 raise
             except (Exception, BaseExceptionGroup, SystemExit) as exc:

@@ -251,6 +251,22 @@ def require_no_arguments(module: Any) -> None:
         pass  # no signature to read (a builtin): let the call say
 
 
+def start_timed_out(limit: float) -> ContractViolation:
+    """Rule 9: grain_run_sworker() neither yielded nor raised within ``limit`` seconds."""
+    return ContractViolation(
+        9,
+        f"grain_run_sworker() neither yielded nor raised within {limit:g} s, the kit's start-up limit "
+        "(--sworker-startup-timeout); under Grain the worker, then the head, would wait with no error anywhere.",
+    )
+
+
+def context_timed_out(limit: float) -> ContractViolation:
+    """Rule 5: grain_context(**fields) did not yield within ``limit`` seconds."""
+    return ContractViolation(
+        5, f"grain_context(**fields) did not yield within {limit:g} s (--sworker-call-timeout); the head would hang."
+    )
+
+
 @asynccontextmanager
 async def running_instance(target: Target) -> AsyncIterator[Record]:
     """Enter ``grain_run_sworker()`` as Grain does; tear it down by cancellation on exit.
@@ -274,12 +290,7 @@ async def running_instance(target: Target) -> AsyncIterator[Record]:
                                 lambda: require_async_cm(module.grain_run_sworker(), "grain_run_sworker()"),
                             )
                 except TimeoutError:
-                    raise ContractViolation(
-                        9,
-                        f"grain_run_sworker() neither yielded nor raised within {target.startup_timeout:g} s "
-                        "(the kit's limit, --sworker-startup-timeout); under Grain the worker, then the head, "
-                        "would hang with no error anywhere.",
-                    ) from None
+                    raise start_timed_out(target.startup_timeout) from None
                 try:
                     yield record
                 finally:
@@ -290,12 +301,15 @@ async def running_instance(target: Target) -> AsyncIterator[Record]:
 
 @asynccontextmanager
 async def running_client(target: Target, fields: dict[str, Any]) -> AsyncIterator[Any]:
-    """Enter ``grain_context(**fields)`` in a task of its own, as the head does; cancel it on exit."""
+    """Enter ``grain_context(**fields)`` in a task of its own, as the head does; cancel it on exit.
+
+    Its start is bounded by ``target.call_timeout``, as in the kit's runs.
+    """
     module = target.module
     with unwrapped_groups():
         async with anyio.create_task_group() as group:
             try:
-                with anyio.fail_after(target.startup_timeout):
+                with anyio.fail_after(target.call_timeout):
                     with step(5, "grain_context(**fields) while starting"):
                         client = await group.start(
                             daemon,
@@ -303,10 +317,7 @@ async def running_client(target: Target, fields: dict[str, Any]) -> AsyncIterato
                             lambda: require_async_cm(module.grain_context(**fields), "grain_context(**fields)"),
                         )
             except TimeoutError:
-                raise ContractViolation(
-                    5,
-                    f"grain_context(**fields) did not yield within {target.startup_timeout:g} s; the head would hang.",
-                ) from None
+                raise context_timed_out(target.call_timeout) from None
             try:
                 yield client
             finally:

@@ -37,11 +37,13 @@ from .instance import (
     Record,
     call_probe,
     classify,
+    context_timed_out,
     daemon,
     describe,
     msgpack_round_trip,
     require_async_cm,
     require_no_arguments,
+    start_timed_out,
 )
 from .relay import CLIENT_SIDE, Relay, redirecting, stop_redirecting, wait_for_endings
 from .rules import ContractViolation, Portability
@@ -365,11 +367,7 @@ async def _start(target: Target, obs: Observation, sup: Supervisor, workers: Tas
     sup.check()
     first = records[0]
     if deadline.cancel_called and not all(record.started for record in records):
-        obs.start_error = ContractViolation(
-            9,
-            f"grain_run_sworker() neither yielded nor raised within {limit:g} s, the kit's start-up limit "
-            "(--sworker-startup-timeout); under Grain the worker, then the head, would wait with no error anywhere.",
-        )
+        obs.start_error = start_timed_out(limit)  # whatever it raised once cancelled (often Cancelled)
         return
     if first.start_error is not None:
         obs.start_error = first.start_error
@@ -476,10 +474,7 @@ async def _start_client(
                 obs.context_error = _start_failure(exc, "grain_context(**fields) while starting", 5, obs)
     sup.check()
     if deadline.cancel_called and client is _NOT_STARTED:
-        obs.context_error = ContractViolation(
-            5,
-            f"grain_context(**fields) did not yield within {limit:g} s (--sworker-call-timeout); the head would hang.",
-        )
+        obs.context_error = context_timed_out(limit)
     return client
 
 

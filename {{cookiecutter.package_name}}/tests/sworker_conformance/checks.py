@@ -232,8 +232,7 @@ def check_cleanup(target: Target, obs: Observation) -> None:
             "killed it); on a cluster that is an orphan on the worker node. Code after a bare yield never runs.",
         )
     stage = obs.abandoned
-    blocked = obs.abandoned_stall is not None and obs.abandoned_stall.where is not None
-    if stage is not None and (stage.rule == 6 or (stage.rule == 9 and not blocked)):
+    if stage is not None and (stage.rule == 6 or (stage.rule == 9 and obs.blocked is None)):
         what = stage.label if stage.rule == 6 else "grain_run_sworker()'s cleanup, once its start-up was cancelled,"
         _violation(
             6,
@@ -263,8 +262,8 @@ def check_event_loop_friendly(target: Target, obs: Observation) -> None:
     """Runs under trio (asyncio-only code fails there) and never blocks the event loop while it works."""
     _run_happened(obs, 7)
     _first_failed(7, obs.start_error, obs.context_error, obs.probe_violation)
-    stage, stall = obs.abandoned, obs.abandoned_stall
-    if stage is not None and stall is not None and stall.where is not None and stage.rule in (5, 7, 8, 10):
+    stage, stall = obs.abandoned, obs.blocked
+    if stage is not None and stall is not None and stage.rule in (5, 7, 8, 10):
         _violation(
             7,
             f"the event loop was blocked for more than {stall.seconds:.1f} s during {stall.phase or stage.label}, "
@@ -389,8 +388,8 @@ def check_startup_bounded(target: Target, obs: Observation) -> None:
     _run_happened(obs, 9)
     stage = obs.abandoned
     if stage is not None and stage.rule == 9:
-        stall = obs.abandoned_stall
-        blocked = f"; the event loop was blocked {stall.location()}" if stall is not None and stall.where else ""
+        stall = obs.blocked
+        blocked = f"; the event loop was blocked {stall.location()}" if stall is not None else ""
         _violation(
             9,
             f"grain_run_sworker() neither yielded nor raised within {target.startup_timeout:g} s, the kit's "

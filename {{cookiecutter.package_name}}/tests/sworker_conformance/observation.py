@@ -145,6 +145,12 @@ class Observation:
     portability: str = ""
     seconds: float = 0.0
 
+    @property
+    def blocked(self) -> Stall | None:
+        """The stall the kit stopped waiting in, if the watchdog saw where the loop was blocked."""
+        stall = self.abandoned_stall
+        return stall if stall is not None and stall.where is not None else None
+
     def snapshot(self) -> Observation:
         """A copy that the run's thread, if it goes on, no longer changes."""
         copied = copy.copy(self)

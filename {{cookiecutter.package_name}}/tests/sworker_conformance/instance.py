@@ -16,6 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -93,13 +94,19 @@ def needs_trio(exc: BaseException) -> bool:
 
 def _raised_in(error: BaseException, package: str) -> bool:
     """Whether the innermost frame of ``error``'s traceback is in ``package``."""
-    traceback = error.__traceback__
+    traceback = innermost_traceback(error)
     if traceback is None:
         return False
-    while traceback.tb_next is not None:
-        traceback = traceback.tb_next
     module = str(traceback.tb_frame.f_globals.get("__name__", ""))
     return module == package or module.startswith(package + ".")
+
+
+def innermost_traceback(error: BaseException) -> TracebackType | None:
+    """The last entry of ``error``'s traceback: where it was raised."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback
 
 
 def _walk(exc: BaseException) -> Iterator[BaseException]:

@@ -40,6 +40,7 @@ from .instance import (
     context_timed_out,
     daemon,
     describe,
+    innermost_traceback,
     msgpack_round_trip,
     require_async_cm,
     require_no_arguments,
@@ -269,12 +270,8 @@ def _relay_failure(relays: list[Relay]) -> str:
 
 
 def _where(error: BaseException) -> str:
-    traceback = error.__traceback__
-    while traceback is not None and traceback.tb_next is not None:
-        traceback = traceback.tb_next
-    if traceback is None:
-        return ""
-    return f" (at {traceback.tb_frame.f_code.co_filename}:{traceback.tb_lineno})"
+    traceback = innermost_traceback(error)
+    return "" if traceback is None else f" (at {traceback.tb_frame.f_code.co_filename}:{traceback.tb_lineno})"
 
 
 # -- the run, in its own thread and event loop -------------------------------------------------

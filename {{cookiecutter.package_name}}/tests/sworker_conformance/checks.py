@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from .instance import Record, describe
+from .instance import Record, describe, require_no_arguments
 from .observation import (
     DEAD_CALL_LIMIT,
     ENDING_TEXT,
@@ -141,18 +141,7 @@ def check_signatures(target: Target) -> None:
             _violation(
                 2, f"{name} is {kind}, not an async context manager; Grain enters {name}(...) with 'async with'."
             )
-    try:
-        parameters = inspect.signature(module.grain_run_sworker).parameters.values()
-    except (TypeError, ValueError):
-        return  # no signature to read (a builtin): the run says
-    required = [
-        parameter.name
-        for parameter in parameters
-        if parameter.default is parameter.empty
-        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-    ]
-    if required:
-        _violation(2, f"grain_run_sworker requires {required}; Grain calls grain_run_sworker() with no arguments.")
+    require_no_arguments(module)
 
 
 def check_entry_points_enter(obs: Observation) -> None:

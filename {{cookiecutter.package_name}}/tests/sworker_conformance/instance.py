@@ -249,13 +249,19 @@ def require_no_arguments(module: Any) -> None:
     if not callable(function):
         raise ContractViolation(2, f"{module.__name__} has no callable grain_run_sworker; Grain calls it.")
     try:
-        inspect.signature(function).bind()
-    except TypeError as exc:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return  # no signature to read (a builtin): let the call say
+    required = [
+        parameter.name
+        for parameter in parameters
+        if parameter.default is parameter.empty
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    ]
+    if required:
         raise ContractViolation(
-            2, f"grain_run_sworker() cannot be called with no arguments ({exc}); Grain calls it so."
-        ) from None
-    except ValueError:
-        pass  # no signature to read (a builtin): let the call say
+            2, f"grain_run_sworker requires {required}; Grain calls grain_run_sworker() with no arguments."
+        )
 
 
 def start_timed_out(limit: float) -> ContractViolation:

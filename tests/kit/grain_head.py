@@ -7,6 +7,7 @@ one JSON line: what the tasklets returned and how long the calls took.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import socket
@@ -77,14 +78,11 @@ def main() -> None:
         stop_service(how)
         report["results"] = [first, await (echo @ Capacity(1))("after")]
 
-    async def reset() -> None:
-        await dead("reset")
-
     async def get_token() -> None:
         report["results"] = [await (token @ Capacity(1))()]
 
-    scenario = {"calls": calls, "dead": dead, "reset": reset, "token": get_token}[args.scenario]
-    grain.delayed.run(scenario, config_file=args.config)
+    scenarios = {"calls": calls, "dead": dead, "reset": functools.partial(dead, "reset"), "token": get_token}
+    grain.delayed.run(scenarios[args.scenario], config_file=args.config)
     print("REPORT " + json.dumps(report), flush=True)
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 from sworker_conformance.footprint import Footprint
@@ -21,7 +20,7 @@ from sworker_conformance.target import VERDICT_SLACK
 from tests.kit.sworkers._parts import LEAKED  # the name the corpus modules import it by
 
 from .corpus import BROKEN, GOOD, PACKAGE, PROBE, SERVICE, Case
-from .verdicts import CLEANUP_LIMIT, STARTUP_TIMEOUT, failing, judge_timed, target_for
+from .verdicts import CLEANUP_LIMIT, STARTUP_TIMEOUT, failing, judge, target_for
 
 BOUND = STARTUP_TIMEOUT + CLEANUP_LIMIT + VERDICT_SLACK
 #: Modules judged under asyncio too: anyio code gives the same verdict there; trio-only code is portability.
@@ -49,9 +48,10 @@ SAYS = {
 }
 
 
-def _expect(case: Case, verdicts: dict[Any, str], seconds: float) -> None:
+def _expect(case: Case, verdicts: dict[int, str], seconds: float) -> None:
+    """``verdicts``: the first loop's (rules 1 and 12 with them)."""
     report = "\n".join(f"  rule {rule}: {text[:300]}" for rule, text in verdicts.items())
-    failed = {rule for rule in failing(verdicts) if isinstance(rule, int)}
+    failed = set(failing(verdicts))
     expected = {case.rule} if case.rule else set()
     assert failed == expected, f"{case.id}: expected failures {expected}, got {sorted(failed)}\n{report}"
     for rule in failed:
@@ -75,9 +75,9 @@ def _nothing_left() -> Iterator[None]:
 
 @pytest.mark.parametrize("case", GOOD + BROKEN, ids=lambda case: case.id)
 def test_verdict_under_trio(case: Case) -> None:
-    verdicts, seconds = judge_timed(case, ("trio",))
+    verdicts, seconds = judge(case, ("trio",))
     TIMES.append(seconds)
-    _expect(case, verdicts, seconds)
+    _expect(case, verdicts["trio"], seconds)
 
 
 @pytest.mark.parametrize(
@@ -85,9 +85,9 @@ def test_verdict_under_trio(case: Case) -> None:
 )
 def test_verdict_under_both_loops(case: Case) -> None:
     """The asyncio run changes no trio verdict, and reports only what asyncio itself shows."""
-    verdicts, seconds = judge_timed(case, ("trio", "asyncio"))
-    _expect(case, verdicts, seconds)
-    under_asyncio = {rule: text for (rule, loop), text in _by_loop(verdicts, "asyncio").items()}
+    verdicts, seconds = judge(case, ("trio", "asyncio"))
+    _expect(case, verdicts["trio"], seconds)
+    under_asyncio = verdicts["asyncio"]
     if case.module in ("r06_cleanup_30s", "r09_never_ready"):  # a wait judged under trio is not repeated
         assert all(text.startswith("skip: ") and "not run under asyncio" in text for text in under_asyncio.values())
     if case.module == "chem_trio_nursery":  # trio only: portability, never a failure
@@ -97,22 +97,19 @@ def test_verdict_under_both_loops(case: Case) -> None:
     assert not unexpected, f"{case.id} under asyncio: {unexpected}"
 
 
-def _by_loop(verdicts: dict[Any, str], loop: str) -> dict[tuple[int, str], str]:
-    return {key: text for key, text in verdicts.items() if isinstance(key, tuple) and key[1] == loop}
-
-
 @pytest.mark.parametrize("module", ["r07_asyncio_sleep", "r07_asyncio_open_connection"])
 def test_asyncio_only_code_passes_under_asyncio(module: str) -> None:
     """What makes rule 7 a trio finding: the same module is fine under asyncio."""
-    verdicts, _ = judge_timed(Case(module, None, "tests.kit.sworkers._parts:echo_service"), ("asyncio",))
-    assert failing(verdicts) == {}, verdicts
+    verdicts, _ = judge(Case(module, None, "tests.kit.sworkers._parts:echo_service"), ("asyncio",))
+    assert failing(verdicts["asyncio"]) == {}, verdicts
 
 
 @pytest.mark.parametrize("probe", ["probe", "probe_on_the_loop"])
 def test_a_probe_that_needs_asyncio_breaks_rule_7_and_nothing_else(probe: str) -> None:
     """The probe's call is at fault, not grain_context: that started, so Rule 5 passes; 8 and 10 say why not."""
     case = Case("r07_asyncio_probe", 7, SERVICE, probe=f"{PACKAGE}.r07_asyncio_probe:{probe}")
-    verdicts, seconds = judge_timed(case)
+    by_loop, seconds = judge(case)
+    verdicts = by_loop["trio"]
     _expect(case, verdicts, seconds)
     assert "the probe call needs asyncio" in verdicts[7], verdicts[7]
     assert verdicts[5] == "pass", verdicts[5]
@@ -122,7 +119,7 @@ def test_a_probe_that_needs_asyncio_breaks_rule_7_and_nothing_else(probe: str) -
 
 def test_good_modules_leave_their_violations_unreported() -> None:
     """A good module's verdicts are passes, or skips that say why (no config, no probe)."""
-    verdicts, _ = judge_timed(GOOD[0])
+    verdicts = judge(GOOD[0])[0]["trio"]
     assert verdicts[12].startswith("skip: the kit could not judge Rule 12: there is no Grain config")
     assert all(text == "pass" for rule, text in verdicts.items() if rule != 12)
 
@@ -157,8 +154,8 @@ def test_the_dead_server_check_is_deterministic(module: str) -> None:
     """The same module, the same rule 10 verdict, run after run: each ending is made on purpose."""
     seen = set()
     for _ in range(3):
-        verdicts, _ = judge_timed(Case(module, None))
-        seen.add(verdicts[10][:60])
+        verdicts, _ = judge(Case(module, None))
+        seen.add(verdicts["trio"][10][:60])
     assert len(seen) == 1, seen
     assert seen.pop().startswith("Rule 10:")
 

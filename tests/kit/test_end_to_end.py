@@ -23,7 +23,6 @@ from .corpus import PROBE, SERVICE, SERVICE_WITH_TOKEN
 RUN_TIMEOUT = 120
 #: The limits most runs here use, so that broken modules fail fast.
 FAST = ["--sworker-startup-timeout", "3", "--sworker-cleanup-limit", "1"]
-SDK_SERVICE = SERVICE_WITH_TOKEN
 
 
 @pytest.fixture(scope="module")

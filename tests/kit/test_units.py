@@ -16,10 +16,10 @@ import psutil
 import pytest
 import trio
 from sworker_conformance import RULES, ContractViolation
-from sworker_conformance.checks import find_long_lived_credential
+from sworker_conformance.checks import check_dead_server_raises, find_long_lived_credential
 from sworker_conformance.footprint import LINEAGE, LINEAGE_ENV, Footprint
 from sworker_conformance.instance import msgpack_round_trip, needs_asyncio, needs_trio
-from sworker_conformance.observation import fields_after_msgpack, validate_yield
+from sworker_conformance.observation import Observation, fields_after_msgpack, validate_yield
 from sworker_conformance.relay import CLIENT_SIDE, intercepting, wait_for_endings
 from sworker_conformance.rules import CouldNotJudge
 from sworker_conformance.target import DEFAULT_STARTUP_TIMEOUT, Target
@@ -278,6 +278,18 @@ def test_the_kits_start_up_limit_is_the_packages_own_server_wait() -> None:
 def test_could_not_judge_reads_as_one_line() -> None:
     text = str(CouldNotJudge(10, "the client made no TCP connection\n  the kit could see"))
     assert text == "the kit could not judge Rule 10: the client made no TCP connection the kit could see"
+
+
+def test_a_fault_in_the_kits_relay_is_reported_for_rule_10() -> None:
+    """The relay's thread keeps going after a fault of its own; the scenario's verdict would not hold, so it says."""
+    obs = Observation("trio", relay_error="RuntimeError: boom (at relay.py:1)")
+    with pytest.raises(CouldNotJudge) as unjudged:
+        check_dead_server_raises(Target("pkg.mod", probe_name="tests.kit.sworkers._parts:probe"), obs)
+    assert unjudged.value.blocking, unjudged.value
+    assert (
+        str(unjudged.value)
+        == "the kit could not judge Rule 10: the kit's relay failed: RuntimeError: boom (at relay.py:1)"
+    )
 
 
 def test_rules_are_twelve_and_violations_say_rule_and_fix() -> None:

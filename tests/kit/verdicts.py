@@ -8,8 +8,7 @@ from typing import Any
 
 import pytest
 from sworker_conformance.judge import Judge
-from sworker_conformance.observation import Portability
-from sworker_conformance.rules import ContractViolation, CouldNotJudge
+from sworker_conformance.rules import ContractViolation, CouldNotJudge, Portability
 from sworker_conformance.target import Target
 
 from .corpus import Case
@@ -38,32 +37,27 @@ def target_for(case: Case, **limits: Any) -> Target:
     )
 
 
-def judge(case: Case, loops: tuple[str, ...] = ("trio",), **limits: Any) -> dict[int, str]:
-    """Rule number -> "pass", "skip: ...", "Rule N: ..." (a violation), "portability: ..." or "error: ...".
+def judge(case: Case, loops: tuple[str, ...] = ("trio",), **limits: Any) -> tuple[dict[str, dict[int, str]], float]:
+    """Per loop, rule number -> "pass", "skip: ...", "Rule N: ..." (a violation), "portability: ..." or
+    "error: ..."; and how long the whole verdict took (environment included).
 
-    With several ``loops``, the verdict of each rule under each loop, keyed ``(rule, loop)`` after the first.
+    Rules 1 and 12 need no run: they are judged once, with the first loop's verdicts.
     """
-    verdicts, _ = judge_timed(case, loops, **limits)
-    return verdicts
-
-
-def judge_timed(case: Case, loops: tuple[str, ...] = ("trio",), **limits: Any) -> tuple[dict[Any, str], float]:
-    """``judge``, and how long the whole verdict took (environment included)."""
     target = target_for(case, **limits)
     started = time.monotonic()
     if case.config:  # a config snippet: the module itself is judged by its own case
-        verdicts = {rule: _verdict(lambda rule=rule: Judge(target).verdict(rule)) for rule in (1, 2, 12)}
-        return verdicts, time.monotonic() - started
+        static = {rule: _verdict(lambda rule=rule: Judge(target).verdict(rule)) for rule in (1, 2, 12)}
+        return {loops[0]: static}, time.monotonic() - started
     for name in list(sys.modules):  # a fresh import, inside this case's environment (settings read at import)
         if (name.startswith(FRESH) and name not in KEPT) or name == target.module_name:
             del sys.modules[name]
     with target.environment():
         referee = Judge(target)
-        verdicts: dict[Any, str] = {1: _verdict(lambda: referee.verdict(1)), 12: _verdict(lambda: referee.verdict(12))}
+        verdicts: dict[str, dict[int, str]] = {loop: {} for loop in loops}
+        verdicts[loops[0]] = {1: _verdict(lambda: referee.verdict(1)), 12: _verdict(lambda: referee.verdict(12))}
         for loop in loops:
             for rule in RUN_RULES:
-                key = rule if loop == loops[0] else (rule, loop)
-                verdicts[key] = _verdict(lambda rule=rule, loop=loop: referee.verdict(rule, loop))
+                verdicts[loop][rule] = _verdict(lambda rule=rule, loop=loop: referee.verdict(rule, loop))
     return verdicts, time.monotonic() - started
 
 
@@ -83,5 +77,5 @@ def _verdict(run: Any) -> str:
     return "pass"
 
 
-def failing(verdicts: dict[Any, str]) -> dict[Any, str]:
+def failing(verdicts: dict[int, str]) -> dict[int, str]:
     return {rule: text for rule, text in verdicts.items() if not text.startswith(("pass", "skip", "portability"))}

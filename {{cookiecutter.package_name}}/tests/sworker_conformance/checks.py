@@ -18,17 +18,15 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from .instance import describe
+from .instance import Record, describe, require_no_arguments
 from .observation import (
     DEAD_CALL_LIMIT,
     ENDING_TEXT,
     FIRST_CALL_PHASE,
     START_PHASE,
     Observation,
-    Portability,
-    Record,
 )
-from .rules import ContractViolation, CouldNotJudge
+from .rules import ContractViolation, CouldNotJudge, Portability
 from .target import Target, read_worker_config
 from .watch import Stall
 
@@ -52,20 +50,17 @@ def _violation(rule: int, observed: str, fix: str | None = None) -> NoReturn:
     raise ContractViolation(rule, observed, fix)
 
 
-def _first_failed(obs: Observation, rule: int, *errors: AssertionError | None) -> None:
-    """Raise the first of ``errors`` if it broke ``rule``; if it broke another rule, say the kit could not judge."""
+def _first_failed(rule: int, *errors: AssertionError | None) -> None:
+    """Raise the first of ``errors`` if it broke ``rule``; if it broke another rule, say the kit could not judge.
+
+    Each is a ContractViolation, or Portability (which ``_run_happened`` has raised already).
+    """
     for error in errors:
         if error is None:
             continue
-        if isinstance(error, Portability):
+        if not isinstance(error, ContractViolation) or error.rule.number == rule:
             raise error
-        if isinstance(error, ContractViolation):
-            if error.rule.number == rule:
-                raise error
-            raise CouldNotJudge(rule, f"Rule {error.rule.number} failed first ({error.observed[:160]})")
-        if isinstance(error, CouldNotJudge):
-            raise CouldNotJudge(rule, error.reason, blocking=error.blocking)
-        raise CouldNotJudge(rule, describe(error), blocking=True)
+        raise CouldNotJudge(rule, f"Rule {error.rule.number} failed first ({error.observed[:160]})")
 
 
 def _run_happened(obs: Observation, rule: int) -> None:
@@ -75,10 +70,17 @@ def _run_happened(obs: Observation, rule: int) -> None:
     if obs.not_run:
         raise CouldNotJudge(rule, obs.not_run)
     if obs.portability:
-        raise Portability(
-            f"{obs.portability}. Grain runs trio, so this is portability only; to run under asyncio too, write the "
-            "async code against anyio."
-        )
+        raise Portability(obs.portability)
+
+
+def _probe_calls_made(target: Target, obs: Observation, rule: int) -> None:
+    """The probe calls ran on a live instance: there is a probe, they were not left out, the first one worked."""
+    if target.probe is None:
+        raise CouldNotJudge(rule, NO_PROBE)
+    if obs.calls_skipped:
+        raise CouldNotJudge(rule, obs.calls_skipped)
+    if obs.probe_error:
+        raise CouldNotJudge(rule, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
 
 
 def _stopped_before(obs: Observation, rule: int, what: str) -> NoReturn:
@@ -139,18 +141,7 @@ def check_signatures(target: Target) -> None:
             _violation(
                 2, f"{name} is {kind}, not an async context manager; Grain enters {name}(...) with 'async with'."
             )
-    try:
-        parameters = inspect.signature(module.grain_run_sworker).parameters.values()
-    except (TypeError, ValueError):
-        return  # no signature to read (a builtin): the run says
-    required = [
-        parameter.name
-        for parameter in parameters
-        if parameter.default is parameter.empty
-        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-    ]
-    if required:
-        _violation(2, f"grain_run_sworker requires {required}; Grain calls grain_run_sworker() with no arguments.")
+    require_no_arguments(module)
 
 
 def check_entry_points_enter(obs: Observation) -> None:
@@ -167,7 +158,7 @@ def check_entry_points_enter(obs: Observation) -> None:
 def check_yielded_name(target: Target, obs: Observation) -> None:
     """The yielded dict's name is usable, and two live server instances have different names."""
     _run_happened(obs, 3)
-    _first_failed(obs, 3, obs.yield_error, obs.start_error)
+    _first_failed(3, obs.yield_error, obs.start_error)
     if obs.abandoned is not None and obs.abandoned.rule == 9:
         _stopped_before(obs, 3, "anything was yielded")
     first, second = obs.instance, obs.second
@@ -195,7 +186,7 @@ def check_yielded_name(target: Target, obs: Observation) -> None:
 
 def check_fields_survive_msgpack(obs: Observation) -> None:
     _run_happened(obs, 4)
-    _first_failed(obs, 4, obs.fields_error, obs.start_error, obs.yield_error)
+    _first_failed(4, obs.fields_error, obs.start_error, obs.yield_error)
     if obs.fields is None:
         _stopped_before(obs, 4, "the fields were seen")
 
@@ -205,7 +196,7 @@ def check_fields_survive_msgpack(obs: Observation) -> None:
 
 def check_context_accepts_fields(obs: Observation) -> None:
     _run_happened(obs, 5)
-    _first_failed(obs, 5, obs.context_error, obs.start_error, obs.yield_error, obs.fields_error)
+    _first_failed(5, obs.context_error, obs.start_error, obs.yield_error, obs.fields_error)
     if obs.abandoned is not None and obs.abandoned.rule == 5:
         _violation(
             5,
@@ -230,8 +221,7 @@ def check_cleanup(target: Target, obs: Observation) -> None:
             "killed it); on a cluster that is an orphan on the worker node. Code after a bare yield never runs.",
         )
     stage = obs.abandoned
-    blocked = obs.abandoned_stall is not None and obs.abandoned_stall.where is not None
-    if stage is not None and (stage.rule == 6 or (stage.rule == 9 and not blocked)):
+    if stage is not None and (stage.rule == 6 or (stage.rule == 9 and obs.blocked is None)):
         what = stage.label if stage.rule == 6 else "grain_run_sworker()'s cleanup, once its start-up was cancelled,"
         _violation(
             6,
@@ -260,9 +250,9 @@ def _records(obs: Observation) -> list[Record]:
 def check_event_loop_friendly(target: Target, obs: Observation) -> None:
     """Runs under trio (asyncio-only code fails there) and never blocks the event loop while it works."""
     _run_happened(obs, 7)
-    _first_failed(obs, 7, obs.start_error, obs.context_error, obs.probe_violation)
-    stage, stall = obs.abandoned, obs.abandoned_stall
-    if stage is not None and stall is not None and stall.where is not None and stage.rule in (5, 7, 8, 10):
+    _first_failed(7, obs.start_error, obs.context_error, obs.probe_violation)
+    stage, stall = obs.abandoned, obs.blocked
+    if stage is not None and stall is not None and stage.rule in (5, 7, 8, 10):
         _violation(
             7,
             f"the event loop was blocked for more than {stall.seconds:.1f} s during {stall.phase or stage.label}, "
@@ -279,12 +269,7 @@ def check_event_loop_friendly(target: Target, obs: Observation) -> None:
             "the head stalls meanwhile.",
             _stall_fix(worst),
         )
-    if target.probe is None:
-        raise CouldNotJudge(7, NO_PROBE)
-    if obs.calls_skipped:
-        raise CouldNotJudge(7, obs.calls_skipped)
-    if obs.probe_error:
-        raise CouldNotJudge(7, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    _probe_calls_made(target, obs, 7)
     if not obs.call_phases:
         _stopped_before(obs, 7, "the probe calls")
     calls = [s for s in obs.stalls if s.phase in obs.call_phases]
@@ -358,13 +343,8 @@ def _stall_fix(stall: Stall) -> str:
 def check_concurrent_clients(target: Target, obs: Observation) -> None:
     """One shared client serves V concurrent probe calls, round after round."""
     _run_happened(obs, 8)
-    _first_failed(obs, 8, obs.start_error, obs.context_error, obs.probe_violation)
-    if target.probe is None:
-        raise CouldNotJudge(8, NO_PROBE)
-    if obs.calls_skipped:
-        raise CouldNotJudge(8, obs.calls_skipped)
-    if obs.probe_error:
-        raise CouldNotJudge(8, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    _first_failed(8, obs.start_error, obs.context_error, obs.probe_violation)
+    _probe_calls_made(target, obs, 8)
     for number, errors in enumerate(obs.round_errors, start=1):
         if errors:
             hung = sum(isinstance(error, TimeoutError) for error in errors)
@@ -397,15 +377,15 @@ def check_startup_bounded(target: Target, obs: Observation) -> None:
     _run_happened(obs, 9)
     stage = obs.abandoned
     if stage is not None and stage.rule == 9:
-        stall = obs.abandoned_stall
-        blocked = f"; the event loop was blocked {stall.location()}" if stall is not None and stall.where else ""
+        stall = obs.blocked
+        blocked = f"; the event loop was blocked {stall.location()}" if stall is not None else ""
         _violation(
             9,
             f"grain_run_sworker() neither yielded nor raised within {target.startup_timeout:g} s, the kit's "
             f"start-up limit (--sworker-startup-timeout), nor gave way when cancelled{blocked}{_killed(obs)}; under "
             "Grain the worker, then the head, would wait with no error anywhere.",
         )
-    _first_failed(obs, 9, obs.start_error)
+    _first_failed(9, obs.start_error)
     if obs.instance is None or not obs.instance.started:
         _stopped_before(obs, 9, "grain_run_sworker() yielded")
 
@@ -416,13 +396,10 @@ def check_startup_bounded(target: Target, obs: Observation) -> None:
 def check_dead_server_raises(target: Target, obs: Observation) -> None:
     """After the server stops (EOF, then a reset), the next call raises, and does not hang."""
     _run_happened(obs, 10)
-    _first_failed(obs, 10, obs.start_error, obs.yield_error, obs.fields_error, obs.context_error, obs.probe_violation)
-    if target.probe is None:
-        raise CouldNotJudge(10, NO_PROBE)
-    if obs.calls_skipped:
-        raise CouldNotJudge(10, obs.calls_skipped)
-    if obs.probe_error:
-        raise CouldNotJudge(10, f"{obs.probe_error}; fix the module or the probe first", blocking=True)
+    _first_failed(10, obs.start_error, obs.yield_error, obs.fields_error, obs.context_error, obs.probe_violation)
+    _probe_calls_made(target, obs, 10)
+    if obs.relay_error:
+        raise CouldNotJudge(10, f"the kit's relay failed: {obs.relay_error}", blocking=True)
     stage = obs.abandoned
     if stage is not None and stage.rule == 10:
         _violation(
@@ -527,7 +504,7 @@ def find_long_lived_credential(first: dict[str, Any], second: dict[str, Any] | N
 def check_no_credentials(obs: Observation) -> None:
     """No long-lived credential in the fields; an ephemeral per-instance secret passes."""
     _run_happened(obs, 11)
-    _first_failed(obs, 11, obs.start_error, obs.yield_error)
+    _first_failed(11, obs.start_error, obs.yield_error)
     if obs.instance is None or not obs.instance.started:
         _stopped_before(obs, 11, "anything was yielded")
     second = obs.second.fields if obs.second is not None and obs.second.started else None

@@ -13,7 +13,6 @@ import os
 import signal
 import subprocess
 import time
-import warnings
 from dataclasses import dataclass
 
 import psutil
@@ -61,6 +60,14 @@ class Footprint:
         parts += [f"a socket listening on {ip}:{port} (pid {pid})" for ip, port, pid in sorted(self.listening, key=str)]
         return ", ".join(parts)
 
+    @classmethod
+    def reap_since(cls, before: Footprint) -> str:
+        """Kill what was added since ``before``, and say what it was ("" if nothing; told while names are known)."""
+        left = cls.now().added_since(before)
+        description = left.describe()
+        left.kill()
+        return description
+
     def __bool__(self) -> bool:
         return bool(self.processes or self.listening)
 
@@ -94,13 +101,6 @@ def settle_popen_objects(pids: set[int]) -> None:
                 candidate.poll()
             except Exception:  # best effort: the process is gone either way
                 pass
-
-
-def collect_quietly() -> None:
-    """Collect what a module left (its leaked objects warn when collected; the kit reports leaks itself)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
-        gc.collect()
 
 
 def _alive(process: psutil.Process) -> bool:

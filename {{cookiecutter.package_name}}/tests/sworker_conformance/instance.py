@@ -15,7 +15,8 @@ import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 import anyio
@@ -24,22 +25,21 @@ import sniffio
 from anyio.abc import TaskStatus
 
 from .footprint import Footprint
-from .rules import ContractViolation
+from .rules import ContractViolation, Portability
 from .target import Target
 
 
 @dataclass
-class Instance:
-    """One running sworker instance, as the kit saw it."""
+class Record:
+    """One context manager the kit entered (an instance, or a client) and what became of it."""
 
-    yielded: Any
-    started_in: float
-    #: Child processes and listening sockets it added while starting.
-    footprint: Footprint = field(default_factory=Footprint.empty)
-    #: What was still there after its teardown finished (the kit then killed it).
-    leftover: Footprint = field(default_factory=Footprint.empty)
-    leftover_description: str = ""
-    teardown_seconds: float | None = None
+    label: str
+    yielded: Any = None
+    started: bool = False
+    started_in: float | None = None
+    start_error: AssertionError | None = None
+    teardown_began: float | None = None
+    exited_at: float | None = None
 
     @property
     def name(self) -> Any:
@@ -49,6 +49,12 @@ class Instance:
     def fields(self) -> dict[str, Any]:
         """The fields as yielded, without ``name`` (what Grain sends to the head)."""
         return {k: v for k, v in self.yielded.items() if k != "name"} if isinstance(self.yielded, dict) else {}
+
+    @property
+    def teardown_seconds(self) -> float | None:
+        if self.teardown_began is None or self.exited_at is None:
+            return None
+        return self.exited_at - self.teardown_began
 
 
 def current_loop() -> str:
@@ -88,13 +94,19 @@ def needs_trio(exc: BaseException) -> bool:
 
 def _raised_in(error: BaseException, package: str) -> bool:
     """Whether the innermost frame of ``error``'s traceback is in ``package``."""
-    traceback = error.__traceback__
+    traceback = innermost_traceback(error)
     if traceback is None:
         return False
-    while traceback.tb_next is not None:
-        traceback = traceback.tb_next
     module = str(traceback.tb_frame.f_globals.get("__name__", ""))
     return module == package or module.startswith(package + ".")
+
+
+def innermost_traceback(error: BaseException) -> TracebackType | None:
+    """The last entry of ``error``'s traceback: where it was raised."""
+    traceback = error.__traceback__
+    while traceback is not None and traceback.tb_next is not None:
+        traceback = traceback.tb_next
+    return traceback
 
 
 def _walk(exc: BaseException) -> Iterator[BaseException]:
@@ -150,42 +162,31 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
-class ProbeFailed(AssertionError):
-    """The probe failed on a live, healthy instance: fix the module or the probe first."""
+def classify(exc: BaseException, what: str, loop: str) -> ContractViolation | Portability | None:
+    """What an error from the module during ``what`` means under ``loop``, where that does not depend on ``what``.
+
+    The violation inside it, if any; under trio, asyncio-only code breaks Rule 7; under asyncio,
+    trio-only code is portability. None for any other error: the caller says what it means there.
+    """
+    if (violation := first_violation(exc)) is not None:
+        return violation
+    if loop == "trio" and needs_asyncio(exc):
+        return ContractViolation(7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}.")
+    if loop == "asyncio" and needs_trio(exc):
+        return Portability(f"{what} needs trio: under asyncio it raised {describe(exc)}")
+    return None
 
 
 @contextmanager
-def step(rule: int | None, what: str) -> Iterator[None]:
-    """Turn an error from the module during ``what`` into a violation of ``rule``.
-
-    Under trio, an error that asyncio-only code raises is a violation of rule 7.
-    With ``rule`` None the error is a ``ProbeFailed``: the check cannot go on.
-    """
+def step(rule: int, what: str) -> Iterator[None]:
+    """Turn an error from the module during ``what`` into a violation of ``rule`` (unless ``classify`` says more)."""
     try:
         yield
-    except ContractViolation:
-        raise
     except (Exception, BaseExceptionGroup) as exc:
-        if (violation := first_violation(exc)) is not None:
-            raise violation from None
         loop = current_loop()
-        if loop == "trio" and needs_asyncio(exc):
-            raise ContractViolation(
-                7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}."
-            ) from None
-        if loop == "asyncio" and needs_trio(exc):
-            raise ContractViolation(
-                rule or 7,
-                f"{what} needs trio: under asyncio it raised {describe(exc)}. Grain runs trio, so this is "
-                "portability only.",
-                "nothing, for Grain; to run under asyncio too, write the async code against anyio.",
-            ) from None
-        if rule is None:
-            raise ProbeFailed(
-                f"{what} raised {describe(exc)} (under {loop}) on a live instance; the kit needs a "
-                "working probe to check this rule (--sworker-probe module:function)."
-            ) from None
-        raise ContractViolation(rule, f"{what} raised {describe(exc)} (under {loop}).") from None
+        raise classify(exc, what, loop) or ContractViolation(
+            rule, f"{what} raised {describe(exc)} (under {loop})."
+        ) from None
 
 
 def msgpack_round_trip(fields: dict[str, Any], module_name: str) -> dict[str, Any]:
@@ -211,10 +212,35 @@ def require_async_cm(value: Any, call: str) -> AbstractAsyncContextManager[Any]:
     return value  # type: ignore[no-any-return]
 
 
-async def _daemon(factory: Callable[[], AbstractAsyncContextManager[Any]], *, task_status: TaskStatus[Any]) -> None:
-    async with factory() as value:
-        task_status.started(value)
-        await anyio.sleep_forever()
+async def daemon(
+    record: Record,
+    factory: Callable[[], AbstractAsyncContextManager[Any]],
+    contain_crash: bool = False,
+    *,
+    task_status: TaskStatus[Any],
+) -> None:
+    """Enter ``factory()`` as Grain does (util.as_daemon): hand on what it yields, park until cancelled.
+
+    An error before it yields goes to the caller of ``group.start()``. One after it yielded (its
+    server died, its cleanup failed) ends the task group, unless ``contain_crash`` (the kit's
+    runs: Grain would log it, and it is not judged).
+    """
+    try:
+        async with factory() as value:
+            record.yielded = value
+            record.started = True
+            task_status.started(value)
+            try:
+                await anyio.sleep_forever()
+            finally:
+                record.teardown_began = time.monotonic()
+    except anyio.get_cancelled_exc_class():
+        raise
+    except (Exception, BaseExceptionGroup, SystemExit):
+        if not record.started or not contain_crash:
+            raise
+    finally:
+        record.exited_at = time.monotonic()
 
 
 def require_no_arguments(module: Any) -> None:
@@ -223,80 +249,88 @@ def require_no_arguments(module: Any) -> None:
     if not callable(function):
         raise ContractViolation(2, f"{module.__name__} has no callable grain_run_sworker; Grain calls it.")
     try:
-        inspect.signature(function).bind()
-    except TypeError as exc:
+        parameters = inspect.signature(function).parameters.values()
+    except (TypeError, ValueError):
+        return  # no signature to read (a builtin): let the call say
+    required = [
+        parameter.name
+        for parameter in parameters
+        if parameter.default is parameter.empty
+        and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+    ]
+    if required:
         raise ContractViolation(
-            2, f"grain_run_sworker() cannot be called with no arguments ({exc}); Grain calls it so."
-        ) from None
-    except ValueError:
-        pass  # no signature to read (a builtin): let the call say
+            2, f"grain_run_sworker requires {required}; Grain calls grain_run_sworker() with no arguments."
+        )
+
+
+def start_timed_out(limit: float) -> ContractViolation:
+    """Rule 9: grain_run_sworker() neither yielded nor raised within ``limit`` seconds."""
+    return ContractViolation(
+        9,
+        f"grain_run_sworker() neither yielded nor raised within {limit:g} s, the kit's start-up limit "
+        "(--sworker-startup-timeout); under Grain the worker, then the head, would wait with no error anywhere.",
+    )
+
+
+def context_timed_out(limit: float) -> ContractViolation:
+    """Rule 5: grain_context(**fields) did not yield within ``limit`` seconds."""
+    return ContractViolation(
+        5, f"grain_context(**fields) did not yield within {limit:g} s (--sworker-call-timeout); the head would hang."
+    )
 
 
 @asynccontextmanager
-async def running_instance(target: Target) -> AsyncIterator[Instance]:
+async def running_instance(target: Target) -> AsyncIterator[Record]:
     """Enter ``grain_run_sworker()`` as Grain does; tear it down by cancellation on exit.
 
-    Start-up is bounded by ``target.startup_timeout`` (rule 9); teardown time is
-    recorded in ``Instance.teardown_seconds`` and what the module left behind
-    (child processes, listening sockets) is killed if it is still there.
+    Start-up is bounded by ``target.startup_timeout`` (rule 9); what the module left behind
+    (child processes, listening sockets) is killed once its teardown is over.
     """
     module = target.module
     require_no_arguments(module)
+    record = Record("the instance")
     before = Footprint.now()
-    started = time.monotonic()
-    teardown_started = None
-    instance: Instance | None = None
     try:
         with unwrapped_groups():
             async with anyio.create_task_group() as group:
                 try:
                     with anyio.fail_after(target.startup_timeout):
                         with step(9, "grain_run_sworker() during start-up"):
-                            yielded = await group.start(
-                                _daemon, lambda: require_async_cm(module.grain_run_sworker(), "grain_run_sworker()")
+                            await group.start(
+                                daemon,
+                                record,
+                                lambda: require_async_cm(module.grain_run_sworker(), "grain_run_sworker()"),
                             )
                 except TimeoutError:
-                    raise ContractViolation(
-                        9,
-                        f"grain_run_sworker() neither yielded nor raised within {target.startup_timeout:g} s "
-                        "(the kit's limit, --sworker-startup-timeout); under Grain the worker, then the head, "
-                        "would hang with no error anywhere.",
-                    ) from None
-                instance = Instance(yielded, time.monotonic() - started)
-                instance.footprint = Footprint.now().added_since(before)
+                    raise start_timed_out(target.startup_timeout) from None
                 try:
-                    yield instance
+                    yield record
                 finally:
-                    teardown_started = time.monotonic()
                     group.cancel_scope.cancel()
     finally:
-        if instance is not None and teardown_started is not None:
-            instance.teardown_seconds = time.monotonic() - teardown_started
-        leftover = Footprint.now().added_since(before)
-        if instance is not None:
-            instance.leftover = leftover
-            instance.leftover_description = leftover.describe()  # before the kill, while names are known
-        leftover.kill()
+        Footprint.reap_since(before)
 
 
 @asynccontextmanager
 async def running_client(target: Target, fields: dict[str, Any]) -> AsyncIterator[Any]:
-    """Enter ``grain_context(**fields)`` in a task of its own, as the head does; cancel it on exit."""
+    """Enter ``grain_context(**fields)`` in a task of its own, as the head does; cancel it on exit.
+
+    Its start is bounded by ``target.call_timeout``, as in the kit's runs.
+    """
     module = target.module
     with unwrapped_groups():
         async with anyio.create_task_group() as group:
             try:
-                with anyio.fail_after(target.startup_timeout):
+                with anyio.fail_after(target.call_timeout):
                     with step(5, "grain_context(**fields) while starting"):
                         client = await group.start(
-                            _daemon,
+                            daemon,
+                            Record("the client"),
                             lambda: require_async_cm(module.grain_context(**fields), "grain_context(**fields)"),
                         )
             except TimeoutError:
-                raise ContractViolation(
-                    5,
-                    f"grain_context(**fields) did not yield within {target.startup_timeout:g} s; the head would hang.",
-                ) from None
+                raise context_timed_out(target.call_timeout) from None
             try:
                 yield client
             finally:

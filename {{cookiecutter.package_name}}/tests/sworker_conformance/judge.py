@@ -17,8 +17,6 @@ from .observation import Observation, Plan, run_observation
 from .rules import CouldNotJudge
 from .target import Target
 
-LOOP_ORDER = ("trio", "asyncio")
-
 
 class Judge:
     """Makes (once) and keeps one module's observations; ``verdict`` judges one rule."""
@@ -57,19 +55,17 @@ class Judge:
         trio = self.observations["trio"]
         prefix = f"not run under {loop}"
         if trio.kit_error:
-            return Plan(run=False, why_not=f"{prefix}: the kit failed under trio")
+            return Plan(why_not=f"{prefix}: the kit failed under trio")
         if trio.abandoned is not None:
             return Plan(
-                run=False,
                 why_not=f"{prefix}: under trio the kit stopped waiting for {trio.abandoned.label}, and it does not "
                 "repeat a wait it has judged",
             )
         if trio.start_error is not None or trio.instance is None or not trio.instance.started:
-            return Plan(run=False, why_not=f"{prefix}: the module did not start under trio")
+            return Plan(why_not=f"{prefix}: the module did not start under trio")
         left = self.budget_deadline - time.monotonic()
         if left < 1.5 * trio.seconds + 1.0:
             return Plan(
-                run=False,
                 why_not=f"{prefix}: the trio run took {trio.seconds:.0f} s and {left:.0f} s are left of the kit's "
                 f"time budget for this module ({self.target.time_budget:g} s)",
             )

@@ -19,31 +19,35 @@ share one time budget: start-up limit + cleanup limit + ``VERDICT_SLACK``.
 from __future__ import annotations
 
 import copy
+import gc
 import inspect
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
-from anyio.abc import TaskGroup, TaskStatus
+from anyio.abc import TaskGroup
 
-from .footprint import Footprint, collect_quietly
+from .footprint import Footprint
 from .instance import (
+    Record,
     call_probe,
+    classify,
+    context_timed_out,
+    daemon,
     describe,
-    first_violation,
+    innermost_traceback,
     msgpack_round_trip,
-    needs_asyncio,
-    needs_trio,
     require_async_cm,
     require_no_arguments,
+    start_timed_out,
 )
 from .relay import CLIENT_SIDE, Relay, redirecting, stop_redirecting, wait_for_endings
-from .rules import ContractViolation
+from .rules import ContractViolation, Portability
 from .target import Target
 from .watch import LoopWatch, Stall
 
@@ -63,55 +67,18 @@ ENDING_TEXT = {
 }
 
 
-class Portability(AssertionError):
-    """What only asyncio shows: trio-only code. Grain runs trio, so this is never a failure."""
-
-
-@dataclass
-class Record:
-    """One context manager the kit entered (an instance, or a client) and what became of it."""
-
-    label: str
-    yielded: Any = None
-    started: bool = False
-    started_in: float | None = None
-    start_error: AssertionError | None = None
-    #: Raised after it yielded (e.g. its server died, or its cleanup failed): recorded, not judged.
-    crash: BaseException | None = None
-    teardown_began: float | None = None
-    exited_at: float | None = None
-
-    @property
-    def name(self) -> Any:
-        return self.yielded.get("name") if isinstance(self.yielded, dict) else None
-
-    @property
-    def fields(self) -> dict[str, Any]:
-        """The fields as yielded, without ``name`` (what Grain sends to the head)."""
-        return {k: v for k, v in self.yielded.items() if k != "name"} if isinstance(self.yielded, dict) else {}
-
-    @property
-    def teardown_seconds(self) -> float | None:
-        if self.teardown_began is None or self.exited_at is None:
-            return None
-        return self.exited_at - self.teardown_began
-
-
 @dataclass
 class DeadEnding:
-    """What the first call did after the kit ended the client's connections with ``ending``."""
+    """What the first call did after the kit ended the client's connections one way (``Observation.dead``'s key)."""
 
-    ending: str
     #: Why this scenario says nothing (no connection to cut, a probe that failed through the relay).
     not_judged: str = ""
     connections: int = 0
-    seen: dict[Any, str] = field(default_factory=dict)
     hung: bool = False
     returned: Any = None
     returned_normally: bool = False
     #: The probe's AssertionError: the call returned, but not the right answer (e.g. "" for EOF).
     wrong: str = ""
-    raised: BaseException | None = None
 
     @property
     def broken(self) -> bool:
@@ -132,7 +99,7 @@ class Stage:
 class Plan:
     """What a run does: the asyncio run leaves out what overran or failed under trio."""
 
-    run: bool = True
+    #: Why the run is not made at all ("": it is).
     why_not: str = ""
     calls: bool = True
     endings: tuple[str, ...] = ENDINGS
@@ -149,9 +116,7 @@ class Observation:
     kit_error: str = ""
     instance: Record | None = None
     second: Record | None = None
-    second_skipped: str = ""
     start_error: AssertionError | None = None
-    start_timed_out: bool = False
     yield_error: ContractViolation | None = None
     second_error: AssertionError | None = None
     fields: dict[str, Any] | None = None
@@ -169,6 +134,8 @@ class Observation:
     call_phases: list[str] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
     dead: dict[str, DeadEnding] = field(default_factory=dict)
+    #: A fault in the thread of the kit's relay (the dead-server scenarios then say nothing).
+    relay_error: str = ""
     dead_skipped: str = ""
     clients: list[Record] = field(default_factory=list)
     leftover_description: str = ""
@@ -178,6 +145,12 @@ class Observation:
     killed: str = ""
     portability: str = ""
     seconds: float = 0.0
+
+    @property
+    def blocked(self) -> Stall | None:
+        """The stall the kit stopped waiting in, if the watchdog saw where the loop was blocked."""
+        stall = self.abandoned_stall
+        return stall if stall is not None and stall.where is not None else None
 
     def snapshot(self) -> Observation:
         """A copy that the run's thread, if it goes on, no longer changes."""
@@ -232,7 +205,7 @@ class _Abandoned(Exception):
 def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: float) -> Observation:
     """Run the module once under ``loop`` (in a thread), bounded by its stages and ``budget_deadline``."""
     observation = Observation(loop)
-    if not plan.run:
+    if plan.why_not:
         observation.not_run = plan.why_not
         return observation
     supervisor = Supervisor(budget_deadline)
@@ -263,7 +236,7 @@ def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: floa
                     observation = _abandon(observation, supervisor, overdue, before)
                     break
             else:
-                collect_quietly()
+                gc.collect()  # what the module left warns now, under the filter above, not in a later test
         except BaseException:  # e.g. Ctrl-C: leave nothing of the module running
             _abandon(observation, supervisor, Stage("an interrupted run", 0.0, None, 0.0), before)
             raise
@@ -285,19 +258,20 @@ def _abandon(observation: Observation, supervisor: Supervisor, stage: Stage, bef
     for relay in supervisor.relays:
         stop_redirecting(relay)
         relay.close()
-    left = Footprint.now().added_since(before)
-    snapshot.killed = left.describe()
-    left.kill()
+    snapshot.relay_error = snapshot.relay_error or _relay_failure(supervisor.relays)
+    snapshot.killed = Footprint.reap_since(before)
     return snapshot
 
 
+def _relay_failure(relays: list[Relay]) -> str:
+    """What went wrong in a relay's thread (its first fault), or ""."""
+    error = next((relay.error for relay in relays if relay.error is not None), None)
+    return "" if error is None else f"{describe(error)}{_where(error)}"
+
+
 def _where(error: BaseException) -> str:
-    traceback = error.__traceback__
-    while traceback is not None and traceback.tb_next is not None:
-        traceback = traceback.tb_next
-    if traceback is None:
-        return ""
-    return f" (at {traceback.tb_frame.f_code.co_filename}:{traceback.tb_lineno})"
+    traceback = innermost_traceback(error)
+    return "" if traceback is None else f" (at {traceback.tb_frame.f_code.co_filename}:{traceback.tb_lineno})"
 
 
 # -- the run, in its own thread and event loop -------------------------------------------------
@@ -310,10 +284,8 @@ async def _observe(target: Target, obs: Observation, sup: Supervisor, plan: Plan
     async with anyio.create_task_group() as kit:
         await kit.start(watch.run)
         try:
-            await _run(target, obs, sup, plan, before, watch)
+            await _run(target, obs, sup, plan, before, watch)  # closes its relays; _abandon, if it never returns
         finally:
-            for relay in sup.relays:
-                relay.close()
             kit.cancel_scope.cancel()
 
 
@@ -340,6 +312,7 @@ async def _run(
         finally:
             for relay in sup.relays:
                 relay.close()  # before the leftover check: the relay's sockets are the kit's
+            obs.relay_error = _relay_failure(sup.relays)
     sup.check()
     _leftover(obs, before)
     if backendless and obs.start_error is None and obs.yield_error is None:
@@ -365,29 +338,6 @@ class _TornDown:
             return await self._group.__aexit__(*exc_info)
 
 
-async def _daemon(
-    record: Record, factory: Callable[[], AbstractAsyncContextManager[Any]], *, task_status: TaskStatus[Any]
-) -> None:
-    """Enter ``factory()`` as Grain does (util.as_daemon): hand on what it yields, park until cancelled."""
-    try:
-        async with factory() as value:
-            record.yielded = value
-            record.started = True
-            task_status.started(value)
-            try:
-                await anyio.sleep_forever()
-            finally:
-                record.teardown_began = time.monotonic()
-    except anyio.get_cancelled_exc_class():
-        raise
-    except (Exception, BaseExceptionGroup, SystemExit) as exc:
-        if not record.started:
-            raise  # a start-up error: to the caller of group.start()
-        record.crash = exc  # after it yielded: Grain would log it; not the kit's to propagate
-    finally:
-        record.exited_at = time.monotonic()
-
-
 async def _start(target: Target, obs: Observation, sup: Supervisor, workers: TaskGroup, records: list[Record]) -> None:
     """Start every instance at once (as workers do), within the start-up limit (rule 9)."""
     module = target.module
@@ -404,7 +354,7 @@ async def _start(target: Target, obs: Observation, sup: Supervisor, workers: Tas
             return require_async_cm(module.grain_run_sworker(), "grain_run_sworker()")
 
         try:
-            await workers.start(_daemon, record, factory)
+            await workers.start(daemon, record, factory, True)
             record.started_in = time.monotonic() - began
         except anyio.get_cancelled_exc_class():
             raise
@@ -420,12 +370,7 @@ async def _start(target: Target, obs: Observation, sup: Supervisor, workers: Tas
     sup.check()
     first = records[0]
     if deadline.cancel_called and not all(record.started for record in records):
-        obs.start_timed_out = True  # whatever it raised once cancelled (often Cancelled, from its own nursery)
-        obs.start_error = ContractViolation(
-            9,
-            f"grain_run_sworker() neither yielded nor raised within {limit:g} s, the kit's start-up limit "
-            "(--sworker-startup-timeout); under Grain the worker, then the head, would wait with no error anywhere.",
-        )
+        obs.start_error = start_timed_out(limit)  # whatever it raised once cancelled (often Cancelled)
         return
     if first.start_error is not None:
         obs.start_error = first.start_error
@@ -445,14 +390,11 @@ async def _start(target: Target, obs: Observation, sup: Supervisor, workers: Tas
 
 def _start_failure(exc: BaseException, what: str, rule: int, obs: Observation) -> AssertionError:
     """What an error from the module while it starts means, under the running loop."""
-    violation = first_violation(exc)
-    if violation is not None:
-        return violation
-    if obs.loop == "trio" and needs_asyncio(exc):
-        return ContractViolation(7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}.")
-    if obs.loop == "asyncio" and needs_trio(exc):
-        obs.portability = f"{what} needs trio: under asyncio it raised {describe(exc)}"
-        return Portability(obs.portability)
+    found = classify(exc, what, obs.loop)
+    if isinstance(found, Portability):
+        obs.portability = found.observed
+    if found is not None:
+        return found
     where = "the head would crash" if rule == 5 else "the worker would crash, and the head wait for it with no error"
     return ContractViolation(rule, f"{what} raised {describe(exc)} (under {obs.loop}); under Grain {where}.")
 
@@ -528,24 +470,21 @@ async def _start_client(
         with anyio.move_on_after(limit) as deadline:
             try:
                 async with watch.watching(phase) if phase else nullcontext():
-                    client = await clients.start(_daemon, record, factory)
+                    client = await clients.start(daemon, record, factory, True)
             except anyio.get_cancelled_exc_class():
                 raise
             except (Exception, BaseExceptionGroup, SystemExit) as exc:
                 obs.context_error = _start_failure(exc, "grain_context(**fields) while starting", 5, obs)
     sup.check()
     if deadline.cancel_called and client is _NOT_STARTED:
-        obs.context_error = ContractViolation(
-            5,
-            f"grain_context(**fields) did not yield within {limit:g} s (--sworker-call-timeout); the head would hang.",
-        )
+        obs.context_error = context_timed_out(limit)
     return client
 
 
 async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, client: Any, watch: LoopWatch) -> None:
     """The probe alone, then V at once for a few rounds, every call watched for stalls (rules 7, 8)."""
     if not plan.calls:
-        obs.calls_skipped = obs.dead_skipped = plan.why_fewer
+        obs.calls_skipped = plan.why_fewer
         return
     obs.call_phases.append(FIRST_CALL_PHASE)
     with sup.stage(FIRST_CALL_PHASE, target.call_timeout, rule=7):
@@ -574,14 +513,14 @@ async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, 
 
 
 def _probe_failure(exc: BaseException, obs: Observation) -> str:
-    if obs.loop == "trio" and needs_asyncio(exc):
-        obs.probe_violation = ContractViolation(
-            7, f"the probe call needs asyncio: under trio, which Grain runs, it raised {describe(exc)}."
-        )
-        return "the probe call needs asyncio"
-    if obs.loop == "asyncio" and needs_trio(exc):
-        obs.portability = f"the probe call needs trio: under asyncio it raised {describe(exc)}"
+    """Why the probe could not be used (one line); a call that breaks a rule itself (e.g. needs asyncio) says so."""
+    found = classify(exc, "the probe call", obs.loop)
+    if isinstance(found, Portability):
+        obs.portability = found.observed
         return obs.portability
+    if found is not None:
+        obs.probe_violation = found  # judged on its own record (Rule 7), not as grain_context failing
+        return f"the probe call broke Rule {found.rule.number}"
     return f"the probe raised {describe(exc)} on a live instance (under {obs.loop})"
 
 
@@ -605,7 +544,7 @@ async def _dead_server(
     target: Target, obs: Observation, sup: Supervisor, clients: TaskGroup, watch: LoopWatch, ending: str
 ) -> DeadEnding:
     """A fresh client whose connections go through the relay; end them with ``ending``; call once (rule 10)."""
-    result = DeadEnding(ending)
+    result = DeadEnding()
     relay = Relay().start()
     sup.relays.append(relay)
     token = CLIENT_SIDE.set(True)
@@ -633,8 +572,8 @@ async def _dead_server(
                 return result
             addresses = relay.cut(ending)
             result.connections = len(addresses)
-            result.seen = await anyio.to_thread.run_sync(wait_for_endings, addresses)
-            if "open" in result.seen.values():  # the ending did not reach the client: not the scenario meant
+            seen = await anyio.to_thread.run_sync(wait_for_endings, addresses)
+            if "open" in seen.values():  # the ending did not reach the client: not the scenario meant
                 result.not_judged = f"the client's connection did not show the {ending} the kit made within 1 s"
                 return result
             with sup.stage(f"the first call after {ENDING_TEXT[ending]}", DEAD_CALL_LIMIT, rule=10):
@@ -644,8 +583,8 @@ async def _dead_server(
                         result.returned_normally = True
                     except AssertionError as wrong:
                         result.wrong = str(wrong) or "the probe rejected the answer"
-                    except (Exception, BaseExceptionGroup, SystemExit) as exc:
-                        result.raised = exc
+                    except (Exception, BaseExceptionGroup, SystemExit):
+                        pass  # it raised: what Rule 10 asks
                 if deadline.cancel_called:
                     result.hung = True
                     result.returned_normally = False
@@ -656,11 +595,9 @@ async def _dead_server(
 
 
 def _leftover(obs: Observation, before: Footprint) -> None:
-    """Rule 6: what the teardown left (child processes, listening sockets); the kit kills it."""
-    left = Footprint.now().added_since(before)
-    if left:
-        obs.leftover_description = left.describe()  # before the kill, while names are known
-        left.kill()
+    """Rule 6: what the teardown left (child processes, listening sockets); the kit kills it, and reports the first."""
+    left = Footprint.reap_since(before)
+    obs.leftover_description = obs.leftover_description or left
 
 
 async def _second_backendless_instance(target: Target, obs: Observation, sup: Supervisor) -> None:
@@ -668,8 +605,7 @@ async def _second_backendless_instance(target: Target, obs: Observation, sup: Su
     spent = obs.instance.started_in if obs.instance and obs.instance.started_in else 0.0
     teardown = obs.instance.teardown_seconds if obs.instance else None
     if teardown is None or teardown > target.cleanup_limit or time.monotonic() + 2 * spent + 2 > sup.budget_deadline:
-        obs.second_skipped = "no time left in the kit's budget for a second instance"
-        return
+        return  # no time left in the kit's budget: Rule 11 goes on the first instance's fields alone
     before = Footprint.now()
     record = Record("a second instance")
     obs.second = record
@@ -678,10 +614,7 @@ async def _second_backendless_instance(target: Target, obs: Observation, sup: Su
         await _start(target, scratch, sup, workers, [record])
     sup.check()
     obs.second_error = scratch.start_error
-    left = Footprint.now().added_since(before)
-    if left and not obs.leftover_description:
-        obs.leftover_description = left.describe()
-    left.kill()
+    _leftover(obs, before)
 
 
 # -- checks of what was yielded -----------------------------------------------------------------

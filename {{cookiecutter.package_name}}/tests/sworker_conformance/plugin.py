@@ -23,8 +23,7 @@ import trio
 
 from .instance import describe
 from .judge import Judge
-from .observation import Portability
-from .rules import ContractViolation, CouldNotJudge
+from .rules import ContractViolation, CouldNotJudge, Portability
 from .target import DEFAULT_CALL_TIMEOUT, DEFAULT_CLEANUP_LIMIT, DEFAULT_STARTUP_TIMEOUT, Target, read_worker_config
 
 #: Parametrize an ``async def`` test with this to run it under asyncio and trio (for a package's own tests).

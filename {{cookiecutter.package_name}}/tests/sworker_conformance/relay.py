@@ -87,7 +87,7 @@ class Relay:
         #: Connections relayed, and bytes the client sent through them (before the cut).
         self.connections = 0
         self.bytes_from_client = 0
-        self.ending: str | None = None
+        #: The first fault in the relay's thread (the kit reports it: the scenario's verdict would not hold).
         self.error: Exception | None = None
 
     # -- set-up and the client's side ---------------------------------------------------------
@@ -193,7 +193,7 @@ class Relay:
                     try:
                         key.data(key.fileobj, events)
                     except Exception as exc:  # never let the relay's thread die: record it
-                        self.error = exc
+                        self.error = self.error or exc
         self._drain_commands()
 
     def _drain_commands(self) -> None:
@@ -332,7 +332,6 @@ class Relay:
             _modify(self._selector, upstream, upstream_events, self._on_upstream(pair))
 
     def _cut(self, ending: str) -> list[Address]:
-        self.ending = ending
         for listener in self._listeners.values():
             _unregister(self._selector, listener)
             listener.close()

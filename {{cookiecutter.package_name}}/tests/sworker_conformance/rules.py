@@ -1,4 +1,4 @@
-"""The contract's rules, numbered as in the package README, and the violation error."""
+"""The contract's rules, numbered as in the package README, and the verdicts that are not a pass."""
 
 from __future__ import annotations
 
@@ -129,3 +129,17 @@ class CouldNotJudge(AssertionError):
 
     def __str__(self) -> str:
         return f"the kit could not judge Rule {self.rule.number}: {self.reason}"
+
+
+class Portability(AssertionError):
+    """What only asyncio shows: trio-only code. Grain runs trio, so this is never a failure."""
+
+    def __init__(self, observed: str) -> None:
+        self.observed = observed.strip()
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        return (
+            f"{self.observed}. Grain runs trio, so this is portability only; to run under asyncio too, write the "
+            "async code against anyio."
+        )

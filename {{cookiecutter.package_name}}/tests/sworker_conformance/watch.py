@@ -67,8 +67,6 @@ class Stall:
     where: Frame | None = None
     #: The innermost frame of the module (or its probe) on the way there.
     caller: Frame | None = None
-    samples: int = 0
-    cpu_seconds: float = 0.0
 
     def location(self) -> str:
         if self.where is None:
@@ -122,12 +120,8 @@ class LoopWatch:
         gap = now - self._beat
         if self._loop_thread is None or gap < RECORD_MIN:
             return None
-        samples = [sample for sample in self._samples if sample.at > self._beat]
-        located = [found for found in map(self._locate, samples) if found is not None]
-        phases = Counter(sample.phase for sample in samples if sample.phase)
-        phase = phases.most_common(1)[0][0] if phases else (self.phase or "")
-        where, caller = Counter(located).most_common(1)[0][0] if located else (None, None)
-        return Stall(gap, phase, where, caller, len(located))
+        phase, where, caller = self._summary([sample for sample in self._samples if sample.at > self._beat])
+        return Stall(gap, phase or "", where, caller)
 
     @property
     def last_beat(self) -> float:
@@ -184,18 +178,24 @@ class LoopWatch:
         self._samples = [sample for sample in self._samples if sample.at > end + SAMPLE_AFTER]
         lateness = max((late for at, late in self._lateness if start < at <= end + INTERVAL), default=0.0)
         self._lateness = [entry for entry in self._lateness if entry[0] > end]
-        phases = Counter(sample.phase for sample in samples if sample.phase)
-        phase = phases.most_common(1)[0][0] if phases else self.phase
+        phase, where, caller = self._summary(samples)
         if phase is None:
             return  # not watched: the kit's own work between calls
-        located = [found for found in map(self._locate, samples) if found is not None]
-        if not located and cpu < 0.5 * gap:
+        if where is None and cpu < 0.5 * gap:
             return  # the loop was idle (the machine was busy), in the kit, or importing
         # The module's share: what the watchdog did not wait too (a machine too busy to run either
         # thread is not the module's doing), unless the loop thread itself was busy on the CPU.
         own = max(gap - lateness, cpu)
-        where, caller = Counter(located).most_common(1)[0][0] if located else (None, None)
-        self.stalls.append(Stall(own, phase, where, caller, len(located), cpu))
+        self.stalls.append(Stall(own, phase, where, caller))
+
+    def _summary(self, samples: list[Sample]) -> tuple[str | None, Frame | None, Frame | None]:
+        """A stall's samples summed up: the phase most were taken in (else the current one), and the place the
+        loop was blocked most often, with the module's frame on the way there (None, None: not the module's)."""
+        phases = Counter(sample.phase for sample in samples if sample.phase)
+        phase = phases.most_common(1)[0][0] if phases else self.phase
+        located = Counter(found for found in map(self._locate, samples) if found is not None)
+        where, caller = located.most_common(1)[0][0] if located else (None, None)
+        return phase, where, caller
 
     def _locate(self, sample: Sample) -> tuple[Frame, Frame] | None:
         """(innermost frame, innermost frame of the module or its probe), or None if not theirs."""

@@ -20,9 +20,9 @@ from sworker_conformance.target import VERDICT_SLACK
 from tests.kit.sworkers._parts import LEAKED  # the name the corpus modules import it by
 
 from .corpus import BROKEN, GOOD, PACKAGE, PROBE, SERVICE, Case
-from .verdicts import CLEANUP_LIMIT, STARTUP_TIMEOUT, failing, judge, target_for
+from .verdicts import CALL_LIMIT, CLEANUP_LIMIT, STARTUP_TIMEOUT, failing, judge, target_for
 
-BOUND = STARTUP_TIMEOUT + CLEANUP_LIMIT + VERDICT_SLACK
+BOUND = STARTUP_TIMEOUT + CLEANUP_LIMIT + CALL_LIMIT + VERDICT_SLACK
 #: Modules judged under asyncio too: anyio code gives the same verdict there; trio-only code is portability.
 ASYNCIO_SUBSET = {
     "good_server",

@@ -15,14 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
-from sworker_conformance.target import DEFAULT_CLEANUP_LIMIT, DEFAULT_STARTUP_TIMEOUT, VERDICT_SLACK
+from sworker_conformance.target import DEFAULT_CALL_LIMIT, DEFAULT_CLEANUP_LIMIT, DEFAULT_STARTUP_TIMEOUT, VERDICT_SLACK
 
 from .conftest import KIT, TEMPLATE
 from .corpus import PROBE, SERVICE, SERVICE_WITH_TOKEN
 
 RUN_TIMEOUT = 120
-#: The limits most runs here use, so that broken modules fail fast.
-FAST = ["--sworker-startup-timeout", "3", "--sworker-cleanup-limit", "1"]
+#: The limits most runs here use, so that broken modules fail fast (the corpus's clients read their
+#: call limit from KIT_CALL_LIMIT: the kit sets it).
+FAST = ["--sworker-startup-timeout", "3", "--sworker-cleanup-limit", "1", "--sworker-call-limit", "1"]
+FAST += ["--sworker-call-limit-env", "KIT_CALL_LIMIT"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +55,8 @@ def assert_readable(output: str) -> None:
     for line in output.splitlines():
         if line.startswith("[trio] ") or line.startswith("[static] "):
             assert re.match(
-                r"\[\w+\] (Rule \d+ \(.*\) is broken: .* Fix: .*|the kit could not judge Rule \d+: .*)", line
+                r"\[\w+\] (Rule \d+ \(.*\) is broken: .* Fix: .*|the kit could not judge Rules? \d+[\d, and]*: .*)",
+                line,
             )
 
 
@@ -82,7 +85,7 @@ def test_report_names_the_rule_and_the_fix(
 @pytest.mark.parametrize(
     ("module", "extra"),
     [
-        ("grain.local_sworker", []),
+        ("grain.local_sworker", ["--sworker-no-probe"]),
         # Its server is a task of a trio nursery (run_process): killing it once cancelled the probe.
         ("tests.kit.sworkers.chem_trio_nursery", ["--sworker-probe", PROBE]),
         # Its SDK reads the service's address at import: a second copy of the service once fooled rule 10.
@@ -98,23 +101,39 @@ def test_good_modules_pass(kit_project: Path, module: str, extra: list[str]) -> 
     assert result.returncode == 0, output[-4000:]
     assert not re.search(r"\bfailed\b", result.stdout.splitlines()[-1]), output[-4000:]
     assert_readable(output)
+    if module == "grain.local_sworker":  # judged without calls, by choice: the summary says so
+        assert "judged WITHOUT a probe (--sworker-no-probe): Rules 7, 8, 10, 13" in result.stdout, output[-4000:]
     if module.endswith("chem_trio_nursery"):  # trio only: a portability finding under asyncio, not Rule 9
         section = result.stdout.split("sworker portability (asyncio)")[-1]
         assert "needs trio" in section and "'RunContext' object has no attribute 'runner'" in section, section
         assert "Rule 9 (" not in result.stdout
 
 
+def test_no_probe_is_not_a_pass(kit_project: Path) -> None:
+    """Without a probe, the rules judged on calls fail in one line that names them and the option to give."""
+    result = run_kit(kit_project, "grain.local_sworker")
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output[-4000:]
+    failed = re.findall(r"^FAILED \S+", output, re.MULTILINE)
+    assert failed == ["FAILED sworker_conformance/test_conformance.py::test_calls_judged_with_a_probe"], output[-4000:]
+    line = next(line for line in output.splitlines() if line.startswith("[static] "))
+    assert "Rules 7, 8, 10 and 13" in line and "--sworker-probe module:function" in line, line
+    assert "--sworker-no-probe" in line, line
+    assert_readable(output)
+
+
 def test_a_verdict_comes_within_the_bound_at_the_default_limits(kit_project: Path) -> None:
     """A 30 s cleanup: judged once, at the default cleanup limit, then killed; never once per loop or scenario."""
     started = time.monotonic()
-    result = run_kit(kit_project, "tests.kit.sworkers.r06_cleanup_30s", "--sworker-probe", PROBE, limits=[])
+    defaults = ["--sworker-call-limit-env", "KIT_CALL_LIMIT"]  # the call limit too is the default
+    result = run_kit(kit_project, "tests.kit.sworkers.r06_cleanup_30s", "--sworker-probe", PROBE, limits=defaults)
     seconds = time.monotonic() - started
     output = result.stdout + result.stderr
     assert failed_rules(output) == {6}, output[-4000:]
     assert_readable(output)
     print(f"r06_cleanup_30s: verdict in {seconds:.1f} s at the default limits")
-    assert seconds <= DEFAULT_STARTUP_TIMEOUT + DEFAULT_CLEANUP_LIMIT + VERDICT_SLACK, seconds
-    assert seconds < 1.5 * DEFAULT_CLEANUP_LIMIT + 6, (
+    assert seconds <= DEFAULT_STARTUP_TIMEOUT + DEFAULT_CLEANUP_LIMIT + DEFAULT_CALL_LIMIT + VERDICT_SLACK, seconds
+    assert seconds < 1.5 * DEFAULT_CLEANUP_LIMIT + DEFAULT_CALL_LIMIT + 6, (
         f"{seconds:.1f} s: the {DEFAULT_CLEANUP_LIMIT:g} s wait was repeated"
     )
 

@@ -292,7 +292,7 @@ def test_a_fault_in_the_kits_relay_is_reported_for_rule_10() -> None:
     )
 
 
-def test_rules_are_twelve_and_violations_say_rule_and_fix() -> None:
-    assert sorted(RULES) == list(range(1, 13))
+def test_rules_are_thirteen_and_violations_say_rule_and_fix() -> None:
+    assert sorted(RULES) == list(range(1, 14))
     text = str(ContractViolation(6, "a server was left running."))
     assert text.startswith("Rule 6 (") and "Fix:" in text

@@ -17,8 +17,11 @@ from .corpus import Case
 STARTUP_TIMEOUT = 3.0
 CLEANUP_LIMIT = 1.0
 CALL_TIMEOUT = 3.0
+#: The corpus's clients read their call limit from KIT_CALL_LIMIT, which the kit sets to this.
+CALL_LIMIT = 1.0
+CALL_LIMIT_ENV = "KIT_CALL_LIMIT"
 CAPACITY = 4
-RUN_RULES = range(2, 12)
+RUN_RULES = (*range(2, 12), 13)
 #: Corpus modules are imported afresh for each verdict; the shared parts (and what they hold) are not.
 FRESH = "tests.kit.sworkers."
 KEPT = {f"{FRESH}_parts"}
@@ -34,6 +37,8 @@ def target_for(case: Case, **limits: Any) -> Target:
         startup_timeout=limits.get("startup_timeout", STARTUP_TIMEOUT),
         cleanup_limit=limits.get("cleanup_limit", CLEANUP_LIMIT),
         call_timeout=limits.get("call_timeout", CALL_TIMEOUT),
+        call_limit=limits.get("call_limit", CALL_LIMIT),
+        call_limit_env=CALL_LIMIT_ENV,
     )
 
 

@@ -5,18 +5,29 @@ from collections.abc import Iterator
 
 import psutil
 import pytest
-{%- if not cookiecutter.backendless %}
+from sworker_conformance.target import CallLimit
 
+from {{ cookiecutter.package_name }}.client import CALL_TIMEOUT_ENV
+{%- if not cookiecutter.backendless %}
 from {{ cookiecutter.package_name }}.demo.environment import local_service
 from {{ cookiecutter.package_name }}.the_sworker import LOG_DIR_ENV
 {%- endif %}
 
 pytest_plugins = ["sworker_conformance.plugin"]
+#: The client's call limit in the conformance kit's runs of this package's sworker: the kit stalls the
+#: server and waits for the call to raise (rule 13), so it is short there.
+KIT_CALL_LIMIT = 2.0
 
 # A shell starts background jobs with SIGINT ignored, and the processes these tests start
 # would inherit that: a Grain worker could then not be asked to leave. Take SIGINT back.
 if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+@pytest.fixture(scope="session")
+def sworker_call_limit() -> CallLimit:
+    """The kit sets {{ cookiecutter.package_name | upper }}_CALL_TIMEOUT to this while it runs the sworker."""
+    return CallLimit(KIT_CALL_LIMIT, CALL_TIMEOUT_ENV)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ._parts import ADDRESS_ENV, TOKEN_ENV
+from ._parts import ADDRESS_ENV, TOKEN_ENV, call_limit
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class SdkError(RuntimeError):
 class Service:
     """The SDK's client: one connection pool, blocking calls."""
 
-    def __init__(self, settings: Settings = SETTINGS, timeout: float = 10.0) -> None:
+    def __init__(self, settings: Settings = SETTINGS, timeout: float | None = None) -> None:
+        timeout = call_limit() if timeout is None else timeout
         headers = {"Authorization": f"Bearer {settings.token}"} if settings.token else {}
         self._http = httpx.Client(base_url=settings.endpoint, headers=headers, timeout=timeout)
 

@@ -14,14 +14,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 from anyio.abc import ByteStream, Process
 
+T = TypeVar("T")
 ECHO_SERVER = Path(__file__).with_name("echo_server.py")
 HOST = "127.0.0.1"
 #: Backendless modules find their service here ("host:port"), read inside grain_context.
@@ -33,8 +34,17 @@ TOKEN = "kit-token-0123456789abcdef"
 TAG_ENV = "KIT_RUN_TAG"
 STARTUP_TIMEOUT = 10.0
 STOP_GRACE = 2.0
+#: Where the corpus's clients read their call limit (seconds) when they start: the kit sets it
+#: (--sworker-call-limit-env) to the limit it is told, so that a stalled call ends in time (rule 13).
+CALL_LIMIT_ENV = "KIT_CALL_LIMIT"
+DEFAULT_CALL_LIMIT = 10.0
 #: Sockets the leaky corpus modules never close (the tests close them afterwards).
 LEAKED: list[socket.socket] = []
+
+
+def call_limit() -> float:
+    """The limit on one call, from ``CALL_LIMIT_ENV``, read when a client starts."""
+    return float(os.environ.get(CALL_LIMIT_ENV) or DEFAULT_CALL_LIMIT)
 
 
 def free_port() -> int:
@@ -126,7 +136,7 @@ def _signal_group(pid: int, signum: int) -> None:
 
 
 class EchoClient:
-    """One connection to the echo server; the good form takes a lock and raises on EOF.
+    """One connection to the echo server; the good form takes a lock, raises on EOF and bounds each call.
 
     The keyword switches exist for the broken modules, each of which turns one off
     or adds one fault.
@@ -141,8 +151,10 @@ class EchoClient:
         blocking: float = 0.0,
         block_after_reply: float = 0.0,
         swallow_reset: bool = False,
+        limit: float | None = None,
     ):
         self._stream = stream
+        self._limit = call_limit() if limit is None else limit
         self._lock = anyio.Lock() if lock else None
         self._eof_raises = eof_raises
         self._blocking = blocking
@@ -158,12 +170,22 @@ class EchoClient:
 
     async def echo(self, x: Any) -> Any:
         if self._lock is None:
-            return await self._exchange(x)
+            return await self._bounded(self._exchange(x))
         async with self._lock:
-            return await self._exchange(x)
+            return await self._bounded(self._exchange(x))
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """``call``, or TimeoutError naming the limit: a stalled server ends the call, not the head."""
+        with anyio.move_on_after(self._limit):
+            return await call
+        await self.aclose()  # its reply may still come: this connection is not reused
+        raise TimeoutError(f"the echo server did not answer within {self._limit:g} s ({CALL_LIMIT_ENV})")
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
         """One JSON-lines request and its reply (no lock: the caller holds what it needs)."""
+        return await self._bounded(self._request(message))
+
+    async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         await self._stream.send(json.dumps(message).encode() + b"\n")
         while b"\n" not in self._buffer:
             try:

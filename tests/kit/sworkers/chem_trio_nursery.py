@@ -18,7 +18,7 @@ from typing import Any
 
 import trio
 
-from ._parts import HOST, free_port, server_command
+from ._parts import HOST, call_limit, free_port, server_command
 
 GRAIN_SWORKER_CONFIG: dict[str, object] = {}
 READY_TIMEOUT = 10.0
@@ -33,17 +33,22 @@ class ChemClient:
         self._stream = stream
         self._lock = trio.Lock()
         self._buffer = b""
+        self._limit = call_limit()
 
     async def echo(self, x: Any) -> Any:
         async with self._lock:
-            await self._stream.send_all(json.dumps({"x": x}).encode() + b"\n")
-            while b"\n" not in self._buffer:
-                data = await self._stream.receive_some()
-                if not data:
-                    raise ConnectionError("the chemistry server closed the connection")
-                self._buffer += data
-            line, _, self._buffer = self._buffer.partition(b"\n")
-            return json.loads(line)["result"]
+            with trio.fail_after(self._limit):  # a stalled server raises TooSlowError
+                return await self._exchange(x)
+
+    async def _exchange(self, x: Any) -> Any:
+        await self._stream.send_all(json.dumps({"x": x}).encode() + b"\n")
+        while b"\n" not in self._buffer:
+            data = await self._stream.receive_some()
+            if not data:
+                raise ConnectionError("the chemistry server closed the connection")
+            self._buffer += data
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line)["result"]
 
 
 async def _wait_ready(port: int) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from ._parts import service_address
+from ._parts import call_limit, service_address
 from .good_backendless import GRAIN_SWORKER_CONFIG, grain_run_sworker
 
 __all__ = ["GRAIN_SWORKER_CONFIG", "grain_context", "grain_run_sworker"]
@@ -24,7 +24,7 @@ class PerRequestClient:
         self._url = url
 
     async def echo(self, x: Any) -> Any:
-        async with httpx.AsyncClient(timeout=10) as http:  # the bug: a new client (and SSL context) per call
+        async with httpx.AsyncClient(timeout=call_limit()) as http:  # the bug: a new client (and SSL context) per call
             response = await http.post(f"{self._url}/echo", json={"x": x})
         response.raise_for_status()
         return response.json()["result"]

@@ -18,11 +18,12 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NoReturn
 
-from .instance import Record, describe, require_no_arguments
+from .instance import Record, describe, require_no_arguments, walk_errors
 from .observation import (
     DEAD_CALL_LIMIT,
     ENDING_TEXT,
     FIRST_CALL_PHASE,
+    REPLY_DELAY,
     START_PHASE,
     Observation,
 )
@@ -41,6 +42,16 @@ MIN_SECRET_LENGTH = 8
 NO_PROBE = (
     "it needs a probe: an async function probe(client) that makes one representative call; name it with "
     "--sworker-probe module:function (or sworker_probe in the pytest config)"
+)
+#: The rules judged on the probe's calls: left unjudged without a probe.
+CALL_RULES = (7, 8, 10, 13)
+#: A refusal by rate: the service's own limit on calls in flight, not a client shared unsafely.
+RATE_REFUSAL = re.compile(r"\b429\b|too many requests|rate.?limit|retry.?after|waiting to retry", re.I)
+RATE_FIX = (
+    "the service refuses calls above its own limit (a rate or concurrency limit: HTTP 429). Set [worker.res] "
+    "Capacity V to at most what it allows at once (--sworker-capacity for the kit), and retry a refusal inside "
+    "the call only a few times, each wait capped well below the call limit (a Retry-After of 30 s holds the "
+    "tasklet's Capacity slot for 30 s); a lock does not help: the refusal is the service's."
 )
 #: A stall this long in every watched call, at the same place, is a blocking call per request.
 STEADY_STALL = 0.02
@@ -236,8 +247,41 @@ def check_cleanup(target: Target, obs: Observation) -> None:
                 f"the teardown of {record.label} took {seconds:.1f} s (limit {limit:g} s, --sworker-cleanup-limit); "
                 "Grain puts no limit on it, so the head or the worker waits that long to exit.",
             )
+    if obs.outliving:
+        _violation(
+            6,
+            f"{obs.outliving}: its connections outlive it. Grain makes a client per instance and head; each one "
+            "left open holds a socket (and the server's side of it) until the process exits.",
+            "close the client in grain_context's finally: (e.g. 'await client.aclose()' under a shielded, "
+            "time-limited scope); do not count on __del__, which for many async SDKs (AsyncOpenAI, redis.asyncio) "
+            "cleans up only under asyncio.",
+        )
+    if obs.left_after_failed_start:
+        _violation(
+            6,
+            f"grain_run_sworker() failed to start (under {obs.loop}) and left {obs.left_after_failed_start} running "
+            "(the kit has killed it); on a cluster that is an orphan on the worker node.",
+            "start the server inside try:/finally: (or an async with) at once, so that the cleanup runs when "
+            "anything after the start fails; terminate, kill and reap it there.",
+        )
+    if obs.garbage and _needs_asyncio(obs) is None:
+        _violation(
+            6,
+            f"the module's objects were left to the garbage collector unclosed (under {obs.loop}): "
+            f"{'; '.join(obs.garbage[:3])}.",
+            "close what grain_context and the calls open (clients, sockets, files) in a finally: block, and await "
+            "every coroutine you create; a close that runs only in __del__ does not run under trio.",
+        )
     if stage is not None:
         _stopped_before(obs, 6, "the teardown")
+
+
+def _needs_asyncio(obs: Observation) -> ContractViolation | None:
+    """The run's Rule 7 violation for asyncio-only code, if any (what its objects leave behind follows from it)."""
+    for error in (obs.start_error, obs.context_error, obs.probe_violation):
+        if isinstance(error, ContractViolation) and error.rule.number == 7:
+            return error
+    return None
 
 
 def _records(obs: Observation) -> list[Record]:
@@ -252,7 +296,7 @@ def check_event_loop_friendly(target: Target, obs: Observation) -> None:
     _run_happened(obs, 7)
     _first_failed(7, obs.start_error, obs.context_error, obs.probe_violation)
     stage, stall = obs.abandoned, obs.blocked
-    if stage is not None and stall is not None and stage.rule in (5, 7, 8, 10):
+    if stage is not None and stall is not None and stage.rule in (5, 7, 8, 10, 13):
         _violation(
             7,
             f"the event loop was blocked for more than {stall.seconds:.1f} s during {stall.phase or stage.label}, "
@@ -277,11 +321,17 @@ def check_event_loop_friendly(target: Target, obs: Observation) -> None:
     if over:
         worst = max(over, key=lambda s: s.seconds)
         more = f" ({len(over)} stalls over the limit in {len(obs.call_phases)} watched phases)" if len(over) > 1 else ""
+        slow = (
+            f" With replies {REPLY_DELAY * 1000:.0f} ms late (the kit's slow server), a call made on the event loop "
+            "blocks it for as long as the server takes: on a cluster, a busy server or a slow network does that."
+            if worst.phase == obs.slow_phase
+            else ""
+        )
         _violation(
             7,
             f"the event loop was blocked for {worst.seconds * 1000:.0f} ms during {worst.phase}, {worst.location()}"
             f"{more}; the limit is {target.stall_limit * 1000:.0f} ms: a blocked loop stalls every tasklet on "
-            "the head.",
+            f"the head.{slow}",
             _stall_fix(worst),
         )
     steady = _steady_block(obs, calls)
@@ -353,10 +403,14 @@ def check_concurrent_clients(target: Target, obs: Observation) -> None:
                 if hung
                 else f"{len(errors)} of {target.capacity} concurrent probe calls on the one shared client failed"
             )
+            late = obs.slow_phase and number == len(obs.round_errors)
+            which = f"in the round with each reply {REPLY_DELAY * 1000:.0f} ms late" if late else f"round {number}"
+            rate = _rate_refusal(errors)
             _violation(
                 8,
-                f"{seen} (round {number}): {describe(errors[0])}; under Grain each failure costs the instance "
+                f"{seen} ({which}): {rate or describe(errors[0])}; under Grain each failure costs the instance "
                 "health, and after 3 the head drops it and hangs.",
+                RATE_FIX if rate else None,
             )
     stage = obs.abandoned
     if stage is not None and stage.rule == 8:
@@ -367,6 +421,16 @@ def check_concurrent_clients(target: Target, obs: Observation) -> None:
         )
     if len(obs.round_errors) == 0:
         _stopped_before(obs, 8, "the concurrent calls")
+
+
+def _rate_refusal(errors: list[BaseException]) -> str:
+    """What shows a refusal by rate (HTTP 429, a retry wait) in ``errors``, or ""."""
+    for error in errors:
+        for inner in walk_errors(error):
+            for text in (f"{type(inner).__name__}: {inner}", *getattr(inner, "__notes__", ())):
+                if RATE_REFUSAL.search(text):
+                    return " ".join(text.split())[:300]
+    return ""
 
 
 # Rule 9 ---------------------------------------------------------------------------------------
@@ -448,6 +512,52 @@ def check_dead_server_raises(target: Target, obs: Observation) -> None:
         _stopped_before(obs, 10, "the dead-server scenarios")
     if skipped and len(skipped) == len(obs.dead):
         raise CouldNotJudge(10, "; ".join(skipped))
+
+
+# Rule 13 --------------------------------------------------------------------------------------
+
+
+def check_calls_bounded(target: Target, obs: Observation) -> None:
+    """A call on a stalled server (connection open, no reply) raises within the stated call limit."""
+    _run_happened(obs, 13)
+    _first_failed(13, obs.start_error, obs.context_error, obs.probe_violation)
+    _probe_calls_made(target, obs, 13)
+    if obs.relay_error:
+        raise CouldNotJudge(13, f"the kit's relay failed: {obs.relay_error}", blocking=True)
+    limit = target.call_limit
+    stated = f"{limit:g} s, the call limit stated to the kit (--sworker-call-limit)"
+    stage = obs.abandoned
+    if stage is not None and stage.rule == 13:
+        _violation(
+            13,
+            f"on a stalled server (connection open, no byte back) the call neither returned nor raised within "
+            f"{stated}, and ignored cancellation{_killed(obs)}; Grain has no limit of its own, so every tasklet on "
+            "the instance would wait forever.",
+        )
+    if obs.relayed_not_judged:
+        raise CouldNotJudge(13, obs.relayed_not_judged)
+    result = obs.stalled
+    if result is None:
+        if obs.stall_skipped:
+            raise CouldNotJudge(13, obs.stall_skipped)
+        _stopped_before(obs, 13, "the call on a stalled server")
+    if result.not_judged:
+        raise CouldNotJudge(13, result.not_judged)
+    if result.hung:
+        _violation(
+            13,
+            f"on a stalled server (the kit's relay kept the connection open and sent nothing back, as a hung job, "
+            f"a SIGSTOPped server or a full disk do), the call neither returned nor raised within {stated}, plus "
+            f"the kit's {result.seconds - limit:.0f} s of slack; Grain has no limit of its own, so every tasklet on "
+            "the instance would wait forever.",
+        )
+    if result.wrong or result.returned_normally:
+        answer = f"the probe found it wrong ({result.wrong[:160]})" if result.wrong else f"{result.returned!r:.80}"
+        _violation(
+            13,
+            f"on a stalled server (no byte back), the call returned instead of raising: {answer}; on Grain that "
+            "is the tasklet's result, an answer the server never gave.",
+        )
 
 
 # Rule 11 --------------------------------------------------------------------------------------

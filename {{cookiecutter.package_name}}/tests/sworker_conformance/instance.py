@@ -14,7 +14,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -63,7 +63,7 @@ def current_loop() -> str:
 
 def needs_asyncio(exc: BaseException) -> bool:
     """Whether ``exc`` is what asyncio-only code raises under trio."""
-    for error in _walk(exc):
+    for error in walk_errors(exc):
         text = f"{type(error).__module__}.{type(error).__name__}: {error}"
         if "no running event loop" in text or "no current event loop" in text or text.startswith("asyncio."):
             return True
@@ -81,7 +81,7 @@ def needs_trio(exc: BaseException) -> bool:
     called from async context``, ``AttributeError: 'RunContext' object has no attribute
     'runner'``, a bad yield to asyncio. What they share is where they were raised: in trio.
     """
-    for error in _walk(exc):
+    for error in walk_errors(exc):
         text = str(error)
         if type(error).__module__.startswith("trio") or "must be called from async context" in text:
             return True
@@ -109,7 +109,7 @@ def innermost_traceback(error: BaseException) -> TracebackType | None:
     return traceback
 
 
-def _walk(exc: BaseException) -> Iterator[BaseException]:
+def walk_errors(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     stack = [exc]
     while stack:
@@ -131,10 +131,10 @@ def unwrapped_groups() -> Iterator[None]:
     try:
         yield
     except BaseExceptionGroup as group:
-        for error in _walk(group):
+        for error in walk_errors(group):
             if isinstance(error, AssertionError):
                 raise error from None
-        leaves = [e for e in _walk(group) if not isinstance(e, BaseExceptionGroup)]
+        leaves = [e for e in walk_errors(group) if not isinstance(e, BaseExceptionGroup)]
         if len(leaves) == 1:
             raise leaves[0] from None
         raise
@@ -142,7 +142,7 @@ def unwrapped_groups() -> Iterator[None]:
 
 def first_violation(exc: BaseException) -> ContractViolation | None:
     """The ContractViolation inside ``exc`` (which may be an exception group)."""
-    for error in _walk(exc):
+    for error in walk_errors(exc):
         if isinstance(error, ContractViolation):
             return error
     return None
@@ -337,11 +337,11 @@ async def running_client(target: Target, fields: dict[str, Any]) -> AsyncIterato
                 group.cancel_scope.cancel()
 
 
-async def call_probe(target: Target, client: Any, variant: int = 0) -> object:
-    """One probe call, bounded by ``target.call_timeout``."""
+async def call_probe(target: Target, client: Any, variant: int = 0, *, bounded: bool = True) -> object:
+    """One probe call, bounded by ``target.call_timeout`` (unless the caller bounds it itself)."""
     probe = target.probe
     assert probe is not None
-    with anyio.fail_after(target.call_timeout):
+    with anyio.fail_after(target.call_timeout) if bounded else nullcontext():
         if target.probe_takes_variant():
             return await probe(client, variant)
         return await probe(client)

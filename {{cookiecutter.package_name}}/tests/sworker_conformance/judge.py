@@ -3,7 +3,7 @@
 The trio run (what Grain runs) always comes first; the asyncio run (portability)
 leaves out whatever failed or overran under trio, and is not made at all when
 the time budget has no room for it. All of a module's runs share one budget:
-start-up limit + cleanup limit + ``VERDICT_SLACK`` seconds from the first run.
+start-up limit + cleanup limit + call limit + ``VERDICT_SLACK`` seconds from the first run.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from . import checks
+from .checks import CALL_RULES
 from .instance import describe
 from .observation import Observation, Plan, run_observation
 from .rules import CouldNotJudge
@@ -26,12 +27,12 @@ class Judge:
         self.observations: dict[str, Observation] = {}
         self.started_at: float | None = None
         self._import_error: str | None = None
-        self._probe_error = ""
+        self.probe_error = ""
         if target.probe_name:
             try:
                 target.probe  # noqa: B018  (loads it)
             except Exception as exc:  # judged without it; the rules that need it say why
-                self._probe_error = f"the probe {target.probe_name} does not load: {describe(exc)}"
+                self.probe_error = f"the probe {target.probe_name} does not load: {describe(exc)}"
                 target.probe_name = ""
 
     @property
@@ -77,6 +78,10 @@ class Judge:
             endings, why = (), f"{prefix}: Rule 10 failed under trio already"
         elif not endings:
             why = f"{prefix}: the dead-server scenarios said nothing under trio"
+        stalled = trio.stalled
+        if stalled is not None and stalled.hung:
+            not_again = f"{prefix}: under trio the call on a stalled server did not end; a wait judged is not repeated"
+            return Plan(endings=endings, why_fewer=why, stall=False, why_no_stall=not_again)
         return Plan(endings=endings, why_fewer=why)
 
     def _module_imports(self, rule: int) -> None:
@@ -104,8 +109,8 @@ class Judge:
             2: lambda: checks.check_signatures(target),
             12: lambda: checks.check_config_snippet(target),
         }
-        if self._probe_error and rule in (7, 8, 10):
-            raise CouldNotJudge(rule, self._probe_error, blocking=True)
+        if self.probe_error and rule in CALL_RULES:
+            raise CouldNotJudge(rule, self.probe_error, blocking=True)
         if rule in static:
             static[rule]()
             if loop is None:
@@ -124,6 +129,7 @@ class Judge:
             9: lambda: checks.check_startup_bounded(target, obs),
             10: lambda: checks.check_dead_server_raises(target, obs),
             11: lambda: checks.check_no_credentials(obs),
+            13: lambda: checks.check_calls_bounded(target, obs),
         }
         dynamic[rule]()
 

@@ -3,9 +3,18 @@
 A run (``run_observation``) happens in a thread of its own, with its own event
 loop: the module's instances start (two at once for a server module, as two
 workers would), the client starts and the probe is called alone, then V at once
-for a few rounds while ``LoopWatch`` watches the loop; then the dead-server
-scenarios (EOF, then a reset, each on purpose through the kit's relay); then
-everything is torn down by cancellation, clients first, in one wait each.
+for a few rounds while ``LoopWatch`` watches the loop; then a fresh client
+through the kit's relay gets one more round with every reply held back (a slow
+server: a sync call on the loop shows, whatever the network's speed), and one
+call on a stalled server (no reply at all: only the client's own limit ends it);
+then the dead-server scenarios (EOF, then a reset, each on purpose through the
+relay); each relayed client is torn down on its own, and none of its sockets may
+outlive it; then everything is torn down by cancellation, in one wait each.
+
+What the module's objects leave to the garbage collector (an unclosed socket, an
+exception ignored in a ``__del__`` or a coroutine never awaited) is caught while
+the run's objects are collected at its end, and recorded with the run (rule 6),
+never left to surface in some later test as a failure of the kit.
 
 Every wait has a limit. Inside the loop, start-up and calls are cancelled at
 theirs; the pytest thread watches each stage's deadline as well, so that a
@@ -21,11 +30,13 @@ from __future__ import annotations
 import copy
 import gc
 import inspect
+import re
+import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import AbstractAsyncContextManager, contextmanager, nullcontext
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -45,13 +56,16 @@ from .instance import (
     require_async_cm,
     require_no_arguments,
     start_timed_out,
+    walk_errors,
 )
-from .relay import CLIENT_SIDE, Relay, redirecting, stop_redirecting, wait_for_endings
+from .relay import CLIENT_SIDE, Relay, redirecting, still_open, stop_redirecting, wait_for_endings
 from .rules import ContractViolation, Portability
-from .target import Target
+from .target import CALL_LIMIT_SLACK, Target, environ
 from .watch import LoopWatch, Stall
 
 CONCURRENT_ROUNDS = 3
+#: How late the relay makes each reply in the slow round (rule 7): above the 100 ms a stall may last.
+REPLY_DELAY = 0.15
 #: How long the first call after the server stopped may take to raise (rule 10).
 DEAD_CALL_LIMIT = 5.0
 #: How long past a stage's own limit the pytest thread waits before it stops waiting for the loop.
@@ -86,6 +100,20 @@ class DeadEnding:
 
 
 @dataclass
+class StalledCall:
+    """What one call did on a stalled server: connection open, no byte back (rule 13)."""
+
+    not_judged: str = ""
+    #: It neither returned nor raised within the stated limit and the kit's slack.
+    hung: bool = False
+    returned: Any = None
+    returned_normally: bool = False
+    wrong: str = ""
+    raised: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
 class Stage:
     """What the run is waiting for, until when, and which rule an overrun breaks."""
 
@@ -105,6 +133,9 @@ class Plan:
     endings: tuple[str, ...] = ENDINGS
     #: Why some ending (or every call) is left out.
     why_fewer: str = ""
+    #: Whether the call on a stalled server is made (rule 13), and why not.
+    stall: bool = True
+    why_no_stall: str = ""
 
 
 @dataclass
@@ -128,8 +159,21 @@ class Observation:
     probe_violation: ContractViolation | None = None
     calls_skipped: str = ""
     calls_hung: bool = False
-    #: Per round of V concurrent probe calls: the errors.
+    #: Per round of V concurrent probe calls: the errors (the slow round's, with replies held back, last).
     round_errors: list[list[BaseException]] = field(default_factory=list)
+    #: The phase of the round with every reply held back (rule 7 at any network speed), once it ran.
+    slow_phase: str = ""
+    #: Why the relayed client (slow round, stalled server) said nothing, if it did not.
+    relayed_not_judged: str = ""
+    stalled: StalledCall | None = None
+    #: Why no call on a stalled server was made, if none was.
+    stall_skipped: str = ""
+    #: A relayed client's sockets still open after its grain_context was torn down (rule 6).
+    outliving: str = ""
+    #: What the module's objects left to the garbage collector: ResourceWarnings, ignored exceptions.
+    garbage: list[str] = field(default_factory=list)
+    #: What the module left running after it failed to start (the kit killed it).
+    left_after_failed_start: str = ""
     #: The phases the loop was watched in, in order (rule 7), and the stalls seen.
     call_phases: list[str] = field(default_factory=list)
     stalls: list[Stall] = field(default_factory=list)
@@ -155,7 +199,7 @@ class Observation:
     def snapshot(self) -> Observation:
         """A copy that the run's thread, if it goes on, no longer changes."""
         copied = copy.copy(self)
-        for name in ("round_errors", "call_phases", "stalls", "clients"):
+        for name in ("round_errors", "call_phases", "stalls", "clients", "garbage"):
             setattr(copied, name, list(getattr(self, name)))
         copied.dead = dict(self.dead)
         return copied
@@ -222,10 +266,9 @@ def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: floa
                 failure.append(exc)
 
     started = time.monotonic()
-    # What the module leaks (a server process it never stops, a socket) warns when it is collected,
-    # in the run's thread; the kit reports it as rule 6 instead. The pytest thread only waits meanwhile.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ResourceWarning)
+    # What the module leaks (a server process it never stops, a socket, a coroutine never awaited)
+    # warns or is "ignored" when it is collected: the kit records it with this run (see _collected).
+    with _GarbageCatcher() as garbage, environ(target.during_runs()):
         thread = threading.Thread(target=main, name=f"sworker-kit-{loop}", daemon=True)
         thread.start()
         try:
@@ -236,15 +279,99 @@ def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: floa
                     observation = _abandon(observation, supervisor, overdue, before)
                     break
             else:
-                gc.collect()  # what the module left warns now, under the filter above, not in a later test
+                _reap_the_rest(observation, before)  # before collecting: a Popen reaped does not warn
+                _let_go_of_the_modules_objects(observation)
+                gc.collect()  # what the module left warns now, caught here, not in a later test
         except BaseException:  # e.g. Ctrl-C: leave nothing of the module running
             _abandon(observation, supervisor, Stage("an interrupted run", 0.0, None, 0.0), before)
             raise
+        finally:
+            _reap_the_rest(observation, before)
+    observation.garbage += garbage.seen
     if failure:
         error = failure[0]
         observation.kit_error = f"{describe(error)}{_where(error)}"
     observation.seconds = time.monotonic() - started
     return observation
+
+
+def _reap_the_rest(observation: Observation, before: Footprint) -> None:
+    """Whatever stage ended the run (a failed start too), kill what the module started and say so (rule 6)."""
+    left = Footprint.reap_since(before)
+    if not left:
+        return
+    if observation.instance is not None and observation.instance.started:
+        observation.leftover_description = observation.leftover_description or left
+    else:
+        observation.left_after_failed_start = left
+
+
+#: A memory address in a repr: left out, so that the same leftover reads the same every run.
+_ADDRESS = re.compile(r" at 0x[0-9a-f]+")
+#: What counts as left behind: an unclosed resource, a coroutine that never ran (a close or a disconnect).
+_LEFT_BEHIND = re.compile(r"unclosed|still running|never awaited|was garbage collected", re.I)
+
+
+class _GarbageCatcher:
+    """Records, while a run lasts, the warnings and "Exception ignored in" reports of what it leaves behind.
+
+    Both hooks are process-wide (the run is in another thread); other warnings (a library's
+    DeprecationWarning) are let through as they were.
+    """
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+        self._warnings = warnings.catch_warnings(record=True)
+
+    def __enter__(self) -> _GarbageCatcher:
+        self._previous_hook = sys.unraisablehook
+        sys.unraisablehook = self._unraisable
+        self._recorded = self._warnings.__enter__()
+        warnings.simplefilter("always", ResourceWarning)
+        warnings.simplefilter("always", RuntimeWarning)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._warnings.__exit__(None, None, None)
+        sys.unraisablehook = self._previous_hook
+        for caught in self._recorded or []:
+            text = f"{caught.category.__name__}: {caught.message}"
+            if _LEFT_BEHIND.search(text):
+                self._add(text)
+            # Any other warning (a library's DeprecationWarning) is the module's own business.
+
+    def _unraisable(self, unraisable: Any) -> None:
+        what = unraisable.err_msg or "Exception ignored in"
+        error = describe(unraisable.exc_value) if unraisable.exc_value is not None else "an error"
+        self._add(f"{what}: {unraisable.object!r:.120}: {error}")
+
+    def _add(self, text: str) -> None:
+        text = _ADDRESS.sub("", " ".join(text.split()))
+        if text not in self.seen:
+            self.seen.append(text)
+
+
+def _let_go_of_the_modules_objects(observation: Observation) -> None:
+    """Drop what the observation holds of the module's objects (its clients, the frames of its errors),
+    so that collecting them happens now, while the run's leftovers are caught."""
+    for record in observation.clients:
+        record.yielded = None
+    for value in list(vars(observation).values()):
+        for item in value if isinstance(value, list) else [value]:
+            for error in item if isinstance(item, list) else [item]:
+                if isinstance(error, BaseException):
+                    _drop_frames(error)
+
+
+def _drop_frames(error: BaseException, seen: set[int] | None = None) -> None:
+    seen = set() if seen is None else seen
+    if id(error) in seen:
+        return
+    seen.add(id(error))
+    error.__traceback__ = None
+    for linked in (error.__cause__, error.__context__, *getattr(error, "exceptions", ())):
+        if isinstance(linked, BaseException):
+            _drop_frames(linked, seen)
 
 
 def _abandon(observation: Observation, supervisor: Supervisor, stage: Stage, before: Footprint) -> Observation:
@@ -396,7 +523,37 @@ def _start_failure(exc: BaseException, what: str, rule: int, obs: Observation) -
     if found is not None:
         return found
     where = "the head would crash" if rule == 5 else "the worker would crash, and the head wait for it with no error"
+    missing = _missing_setting(exc)
+    if missing:
+        return ContractViolation(
+            rule,
+            f"{what} raised {describe(exc)} (under {obs.loop}): it names a setting missing from the environment "
+            f"({missing}); under Grain {where}.",
+            "give the kit's run what the head's environment has: --sworker-environment module:function (a context "
+            "manager that starts what the module needs and yields its variables), or export the variables before "
+            "pytest; on Grain, set them in the head's environment (for a server sworker, the worker's too). "
+            "Nothing here says the fields and the parameters differ.",
+        )
     return ContractViolation(rule, f"{what} raised {describe(exc)} (under {obs.loop}); under Grain {where}.")
+
+
+#: How an error names a setting that is not there (an SDK's MissingSettingError, "set the variable X").
+_MISSING_SETTING = re.compile(
+    r"missing ?setting|not set\b|\bset the (environment )?variable|environment variable|\bis required\b|must be set"
+    r"|no (api[_ ]?key|token|url|credentials?)\b",
+    re.I,
+)
+_ENVIRONMENT_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")
+
+
+def _missing_setting(exc: BaseException) -> str:
+    """The missing setting an error from grain_context names (e.g. "KIT_API_TOKEN"), or ""."""
+    for error in walk_errors(exc):
+        text = f"{type(error).__name__}: {error}"
+        name = _ENVIRONMENT_NAME.search(str(error))
+        if _MISSING_SETTING.search(text) or (isinstance(error, KeyError) and name):
+            return name.group(0) if name else " ".join(text.split())[:120]
+    return ""
 
 
 def _fields_usable(target: Target, obs: Observation, module: Any) -> bool:
@@ -437,13 +594,107 @@ async def _client_work(
     if obs.probe_error or obs.calls_hung:
         obs.dead_skipped = obs.probe_error or "the probe calls did not finish on a live instance"
         return
+    await _slow_then_stalled(target, obs, sup, plan, watch)
     if not plan.endings:
         obs.dead_skipped = plan.why_fewer
     for ending in plan.endings:
-        result = await _dead_server(target, obs, sup, clients, watch, ending)
+        result = await _dead_server(target, obs, sup, watch, ending)
         obs.dead[ending] = result
         if result.broken:
             break  # Rule 10 is judged: the other ending is not needed
+
+
+@asynccontextmanager
+async def _relayed_client(
+    target: Target, obs: Observation, sup: Supervisor, watch: LoopWatch, label: str
+) -> AsyncIterator[tuple[Any, Relay]]:
+    """A fresh client whose TCP connections all go through a relay of the kit's (``_NOT_STARTED`` if it did
+    not start), torn down on its own on exit; then none of its sockets may still be open (rule 6)."""
+    relay = Relay().start()
+    sup.relays.append(relay)
+    token = CLIENT_SIDE.set(True)
+    record = Record(label)
+    try:
+        with redirecting(relay, loop_thread=threading.get_ident()):
+            async with _TornDown(sup, f"{label}'s teardown", target.cleanup_limit) as group:
+                yield await _start_client(target, obs, sup, group, watch, record, None), relay
+            sup.check()
+            outliving = still_open(relay.client_addresses) if record.started else []
+            if outliving and not obs.outliving:
+                obs.outliving = (
+                    f"{len(outliving)} of the {relay.connections} TCP connection(s) that {label} opened (through the "
+                    f"kit's relay) were still open after its grain_context had been torn down"
+                )
+    finally:
+        CLIENT_SIDE.reset(token)
+        relay.close()
+
+
+async def _first_relayed_call(target: Target, sup: Supervisor, client: Any, relay: Relay, scenario: str) -> str:
+    """One probe call through the relay before a scenario: why the scenario cannot say anything, or ""."""
+    if client is _NOT_STARTED:
+        return "grain_context(**fields) did not start a second time"
+    with sup.stage(f"the probe before {scenario}", target.call_timeout, rule=None):
+        try:
+            await call_probe(target, client, 0)
+        except (Exception, BaseExceptionGroup, SystemExit) as exc:
+            return f"the probe raised {describe(exc)} once the kit relayed the client's connections"
+    sup.check()
+    if relay.connections == 0 or relay.bytes_from_client == 0:
+        return (
+            "the client's calls went through no TCP connection that the kit could relay (it made none in "
+            "grain_context or in the call, or a C library made it)"
+        )
+    return ""
+
+
+async def _slow_then_stalled(target: Target, obs: Observation, sup: Supervisor, plan: Plan, watch: LoopWatch) -> None:
+    """A fresh client through the relay: a round with every reply late (rule 7), then a stalled server (rule 13)."""
+    async with _relayed_client(target, obs, sup, watch, "the client for the slow and the stalled server") as (
+        client,
+        relay,
+    ):
+        obs.relayed_not_judged = await _first_relayed_call(target, sup, client, relay, "the slow server")
+        if obs.relayed_not_judged:
+            return
+        relay.delay_replies(REPLY_DELAY)
+        phase = f"a round of {target.capacity} concurrent probe calls, each reply {REPLY_DELAY * 1000:.0f} ms late"
+        obs.call_phases.append(phase)
+        with sup.stage(phase, target.call_timeout, rule=8):
+            async with watch.watching(phase):
+                errors = await concurrent_probes(target, client, target.capacity, CONCURRENT_ROUNDS + 1)
+        sup.check()
+        obs.slow_phase = phase
+        obs.round_errors.append(errors)
+        if errors:
+            obs.stall_skipped = "the round with late replies failed first (Rule 8)"
+            return
+        if not plan.stall:
+            obs.stall_skipped = plan.why_no_stall
+            return
+        relay.stall()
+        obs.stalled = await _call_on_a_stalled_server(target, sup, client)
+
+
+async def _call_on_a_stalled_server(target: Target, sup: Supervisor, client: Any) -> StalledCall:
+    """One call while the server takes the request and answers nothing: it must raise within the stated limit."""
+    result = StalledCall()
+    waited = target.call_limit + CALL_LIMIT_SLACK
+    began = time.monotonic()
+    with sup.stage("a call on a stalled server", waited, rule=13):
+        with anyio.move_on_after(waited) as deadline:
+            try:
+                result.returned = await call_probe(target, client, 1, bounded=False)
+                result.returned_normally = True
+            except AssertionError as wrong:
+                result.wrong = str(wrong) or "the probe rejected the answer"
+            except (Exception, BaseExceptionGroup, SystemExit) as exc:
+                result.raised = describe(exc)
+        result.seconds = time.monotonic() - began
+        if deadline.cancel_called:
+            result.hung, result.returned_normally = True, False
+    sup.check()
+    return result
 
 
 async def _start_client(
@@ -512,6 +763,25 @@ async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, 
             return  # a wait judged once is not repeated
 
 
+#: A frame of a call waiting to retry: what a refusal by rate (HTTP 429, Retry-After) leads to.
+_RETRYING = re.compile(r"retry|backoff|back_off", re.I)
+
+
+def waiting_place(timeout: BaseException) -> str:
+    """Where a call cut off by the kit's limit was waiting, when that was a retry's wait (else "")."""
+    cancelled = timeout.__context__
+    traceback = cancelled.__traceback__ if cancelled is not None else None
+    frames = []
+    while traceback is not None:
+        frames.append(traceback.tb_frame.f_code)
+        traceback = traceback.tb_next
+    retrying = [code for code in frames if _RETRYING.search(code.co_name)]
+    if not retrying:
+        return ""
+    code = retrying[-1]
+    return f"to retry, in {code.co_name} ({code.co_filename.rsplit('/', 1)[-1]})"
+
+
 def _probe_failure(exc: BaseException, obs: Observation) -> str:
     """Why the probe could not be used (one line); a call that breaks a rule itself (e.g. needs asyncio) says so."""
     found = classify(exc, "the probe call", obs.loop)
@@ -532,6 +802,8 @@ async def concurrent_probes(target: Target, client: Any, count: int, round_numbe
         try:
             await call_probe(target, client, variant)
         except (Exception, BaseExceptionGroup, SystemExit) as exc:
+            if isinstance(exc, TimeoutError) and (place := waiting_place(exc)):
+                exc.add_note(f"when the kit's limit ran out, the call was waiting {place}")
             errors.append(exc)
 
     async with anyio.create_task_group() as group:
@@ -540,57 +812,32 @@ async def concurrent_probes(target: Target, client: Any, count: int, round_numbe
     return errors
 
 
-async def _dead_server(
-    target: Target, obs: Observation, sup: Supervisor, clients: TaskGroup, watch: LoopWatch, ending: str
-) -> DeadEnding:
+async def _dead_server(target: Target, obs: Observation, sup: Supervisor, watch: LoopWatch, ending: str) -> DeadEnding:
     """A fresh client whose connections go through the relay; end them with ``ending``; call once (rule 10)."""
     result = DeadEnding()
-    relay = Relay().start()
-    sup.relays.append(relay)
-    token = CLIENT_SIDE.set(True)
-    try:
-        with redirecting(relay, loop_thread=threading.get_ident()):
-            record = Record(f"the client for the {ending} scenario")
-            client = await _start_client(target, obs, sup, clients, watch, record, None)
-            if client is _NOT_STARTED:
-                result.not_judged = "grain_context(**fields) did not start a second time"
-                return result
-            with sup.stage(f"the probe before the {ending} scenario", target.call_timeout, rule=None):
+    async with _relayed_client(target, obs, sup, watch, f"the client for the {ending} scenario") as (client, relay):
+        result.not_judged = await _first_relayed_call(target, sup, client, relay, f"the {ending} scenario")
+        if result.not_judged:
+            return result
+        addresses = relay.cut(ending)
+        result.connections = len(addresses)
+        seen = await anyio.to_thread.run_sync(wait_for_endings, addresses)
+        if "open" in seen.values():  # the ending did not reach the client: not the scenario meant
+            result.not_judged = f"the client's connection did not show the {ending} the kit made within 1 s"
+            return result
+        with sup.stage(f"the first call after {ENDING_TEXT[ending]}", DEAD_CALL_LIMIT, rule=10):
+            with anyio.move_on_after(DEAD_CALL_LIMIT) as deadline:
                 try:
-                    await call_probe(target, client, 0)
-                except (Exception, BaseExceptionGroup, SystemExit) as exc:
-                    result.not_judged = (
-                        f"the probe raised {describe(exc)} once the kit relayed the client's connections"
-                    )
-                    return result
-            sup.check()
-            if relay.connections == 0 or relay.bytes_from_client == 0:
-                result.not_judged = (
-                    "the client's calls went through no TCP connection that the kit could end (it made none in "
-                    "grain_context or in the call, or a C library made it)"
-                )
-                return result
-            addresses = relay.cut(ending)
-            result.connections = len(addresses)
-            seen = await anyio.to_thread.run_sync(wait_for_endings, addresses)
-            if "open" in seen.values():  # the ending did not reach the client: not the scenario meant
-                result.not_judged = f"the client's connection did not show the {ending} the kit made within 1 s"
-                return result
-            with sup.stage(f"the first call after {ENDING_TEXT[ending]}", DEAD_CALL_LIMIT, rule=10):
-                with anyio.move_on_after(DEAD_CALL_LIMIT) as deadline:
-                    try:
-                        result.returned = await call_probe(target, client, 1)
-                        result.returned_normally = True
-                    except AssertionError as wrong:
-                        result.wrong = str(wrong) or "the probe rejected the answer"
-                    except (Exception, BaseExceptionGroup, SystemExit):
-                        pass  # it raised: what Rule 10 asks
-                if deadline.cancel_called:
-                    result.hung = True
-                    result.returned_normally = False
-            sup.check()
-    finally:
-        CLIENT_SIDE.reset(token)
+                    result.returned = await call_probe(target, client, 1)
+                    result.returned_normally = True
+                except AssertionError as wrong:
+                    result.wrong = str(wrong) or "the probe rejected the answer"
+                except (Exception, BaseExceptionGroup, SystemExit):
+                    pass  # it raised: what Rule 10 asks
+            if deadline.cancel_called:
+                result.hung = True
+                result.returned_normally = False
+        sup.check()
     return result
 
 

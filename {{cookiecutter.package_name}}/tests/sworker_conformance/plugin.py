@@ -21,10 +21,20 @@ from typing import Any
 import pytest
 import trio
 
+from .checks import CALL_RULES
 from .instance import describe
 from .judge import Judge
-from .rules import ContractViolation, CouldNotJudge, Portability
-from .target import DEFAULT_CALL_TIMEOUT, DEFAULT_CLEANUP_LIMIT, DEFAULT_STARTUP_TIMEOUT, Target, read_worker_config
+from .rules import ContractViolation, CouldNotJudge, NoProbe, Portability
+from .target import (
+    CALL_LIMIT_SLACK,
+    DEFAULT_CALL_LIMIT,
+    DEFAULT_CALL_TIMEOUT,
+    DEFAULT_CLEANUP_LIMIT,
+    DEFAULT_STARTUP_TIMEOUT,
+    CallLimit,
+    Target,
+    read_worker_config,
+)
 
 #: Parametrize an ``async def`` test with this to run it under asyncio and trio (for a package's own tests).
 LOOPS = [
@@ -51,6 +61,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
     group.addoption(
         "--sworker-probe", default=None, help="module:function, an async probe(client) making one representative call"
+    )
+    group.addoption(
+        "--sworker-no-probe",
+        action="store_true",
+        help=f"judge without a probe: Rules {', '.join(map(str, CALL_RULES))} are not judged (the summary says so)",
     )
     group.addoption(
         "--sworker-environment",
@@ -83,6 +98,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default=DEFAULT_CALL_TIMEOUT,
         help=f"seconds one probe call, or grain_context's start, may take (default {DEFAULT_CALL_TIMEOUT:g})",
     )
+    group.addoption(
+        "--sworker-call-limit",
+        type=float,
+        default=None,
+        help=f"seconds within which the module's calls raise when the server stalls (rule 13; default "
+        f"{DEFAULT_CALL_LIMIT:g}, or the package's own, from its sworker_call_limit fixture); the kit waits "
+        f"{CALL_LIMIT_SLACK:g} s more",
+    )
+    group.addoption(
+        "--sworker-call-limit-env",
+        default=None,
+        help="the environment variable the module reads its call limit from: the kit sets it to the call limit "
+        "while it runs the module",
+    )
     parser.addini("sworker_probe", "the package's own probe (module:function), used for its own sworker")
     parser.addini("sworker_environment", "the package's own environment (module:function), used for its own sworker")
     parser.addini(
@@ -95,8 +124,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sworker_trio: run this async test under trio, as Grain does")
 
 
-def build_target(config: pytest.Config) -> Target:
-    """The module under test and its settings, from the command line, else from the package's config."""
+def build_target(config: pytest.Config, own_call_limit: CallLimit | None = None) -> Target:
+    """The module under test and its settings, from the command line, else from the package's config
+    (``own_call_limit``: the package's own, for its own sworker)."""
     option = config.getoption
     config_path = Path(option("--sworker-config") or config.getini("sworker_config"))
     if not config_path.is_absolute():
@@ -110,6 +140,7 @@ def build_target(config: pytest.Config) -> Target:
         )
     own = worker is not None and module_name == worker.specialized_type
     capacity = option("--sworker-capacity") or (worker.capacity if own and worker else DEFAULT_FOREIGN_CAPACITY)
+    own_limit = own_call_limit if own else None
     return Target(
         module_name=module_name,
         capacity=capacity,
@@ -119,13 +150,27 @@ def build_target(config: pytest.Config) -> Target:
         startup_timeout=option("--sworker-startup-timeout"),
         cleanup_limit=option("--sworker-cleanup-limit"),
         call_timeout=option("--sworker-call-timeout"),
+        call_limit=option("--sworker-call-limit") or (own_limit.seconds if own_limit else DEFAULT_CALL_LIMIT),
+        call_limit_env=option("--sworker-call-limit-env") or (own_limit.environment_variable if own_limit else ""),
+        no_probe_accepted=option("--sworker-no-probe"),
     )
 
 
 @pytest.fixture(scope="session")
-def sworker_target(pytestconfig: pytest.Config) -> Target:
+def sworker_call_limit() -> CallLimit | None:
+    """The package's own call limit for the kit's runs of its own sworker (rule 13): none here.
+
+    A package overrides this fixture in its conftest.py, e.g. ``return CallLimit(2.0, "PKG_CALL_TIMEOUT")``:
+    the kit then sets PKG_CALL_TIMEOUT=2 while it runs the module, and expects a call on a stalled
+    server to raise within 2 s. ``--sworker-call-limit`` and ``--sworker-call-limit-env`` take precedence.
+    """
+    return None
+
+
+@pytest.fixture(scope="session")
+def sworker_target(pytestconfig: pytest.Config, sworker_call_limit: CallLimit | None) -> Target:
     """The sworker module under test, with its probe, environment and limits."""
-    return build_target(pytestconfig)
+    return build_target(pytestconfig, sworker_call_limit)
 
 
 @pytest.fixture(scope="session")
@@ -159,6 +204,16 @@ def judge_rule(judge: Judge, rule: int, loop: str | None = None) -> None:
         if not unjudged.blocking:
             pytest.skip(str(unjudged))
         raise
+
+
+def judge_probe_given(judge: Judge) -> None:
+    """No probe is not a pass: without one, the rules judged on calls fail here, in one line (unless the
+    author chose --sworker-no-probe, which the summary shows)."""
+    if judge.target.probe_name or judge.probe_error:
+        return  # a probe was given (one that does not load fails the rules that need it)
+    if judge.target.no_probe_accepted:
+        pytest.skip(f"--sworker-no-probe: Rules {', '.join(map(str, CALL_RULES))} are not judged on calls")
+    raise NoProbe(CALL_RULES)
 
 
 def run_under_trio(function: Callable[[], Any], deadline: float = TRIO_DEADLINE) -> None:
@@ -199,7 +254,7 @@ def _loop_of(item: pytest.Item) -> str | None:
 
 def _one_line(item: pytest.Item, error: BaseException) -> str:
     """The report for ``error``: a verdict as it is, anything else as what kept the kit from judging."""
-    if isinstance(error, ContractViolation | CouldNotJudge | Portability):
+    if isinstance(error, ContractViolation | CouldNotJudge | Portability | NoProbe):
         return str(error)
     match = RULE_OF_TEST.search(item.name)
     rule = f"Rule {int(match.group(1))}" if match else "this rule"
@@ -238,6 +293,12 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             runs = ", ".join(f"{loop} run {seconds:.1f} s" for loop, seconds in judge.seconds().items())
             terminalreporter.write_line(
                 f"sworker kit: {judge.target.module_name}: {runs} (bound {judge.target.time_budget:g} s)"
+            )
+        if judge.target.no_probe_accepted and not judge.target.probe_name:
+            terminalreporter.write_line(
+                f"sworker kit: {judge.target.module_name} was judged WITHOUT a probe (--sworker-no-probe): Rules "
+                f"{', '.join(map(str, CALL_RULES))} (calls, concurrency, a dead server, a stalled server) were not "
+                "judged"
             )
     # A check that fails under trio too is a failure, reported as such: not a portability finding.
     findings: dict[str, list[str]] = {}

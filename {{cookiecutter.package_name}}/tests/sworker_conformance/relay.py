@@ -11,6 +11,12 @@ connection with a FIN and keeps reading (so no reset follows), ``cut("reset")``
 with an RST (SO_LINGER 0); new connections are refused from then on. The real
 server stays up, whatever runs it (a nursery, a thread, another machine), and
 the module's settings, read at import or not, point where they always did.
+
+The relay also plays a slow server and a stalled one: ``delay_replies(s)`` holds
+every reply back ``s`` seconds (a sync call on the event loop then blocks it
+that long, whatever the network's speed), and ``stall()`` keeps every
+connection open and passes requests on, but sends nothing back (a hung job, a
+SIGSTOPped server, a full disk): only the client's own time limit ends a call.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import socket
 import struct
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -68,6 +75,8 @@ class _Pair:
         self.client_eof = False
         self.upstream_eof = False
         self.cut = False
+        #: Replies held back until their time (``Relay.delay_replies``): (when, bytes).
+        self.delayed: deque[tuple[float, bytes]] = deque()
 
 
 class Relay:
@@ -87,6 +96,11 @@ class Relay:
         #: Connections relayed, and bytes the client sent through them (before the cut).
         self.connections = 0
         self.bytes_from_client = 0
+        #: The client's side of every connection relayed (its local address): whose sockets outlive the client.
+        self.client_addresses: list[Address] = []
+        #: Seconds each reply is held back; and whether replies are dropped (a stalled server).
+        self.reply_delay = 0.0
+        self.stalled = False
         #: The first fault in the relay's thread (the kit reports it: the scenario's verdict would not hold).
         self.error: Exception | None = None
 
@@ -150,6 +164,21 @@ class Relay:
         result: list[Address] = self._call(lambda: self._cut(ending))
         return result
 
+    def delay_replies(self, seconds: float) -> None:
+        """Hold every reply from now on back ``seconds`` before the client gets it (a slow server)."""
+        self._call(lambda: setattr(self, "reply_delay", seconds))
+
+    def stall(self) -> None:
+        """From now on pass requests on, keep every connection open, and send nothing back (a stalled server)."""
+
+        def stall_now() -> None:
+            self.stalled = True
+            for pair in self._pairs:
+                pair.to_client = b""
+                pair.delayed.clear()
+
+        self._call(stall_now)
+
     def close(self) -> None:
         if self._thread is None:
             return
@@ -186,7 +215,7 @@ class Relay:
 
     def _run(self) -> None:
         while self._running:
-            for key, events in self._selector.select(0.5):
+            for key, events in self._selector.select(self._until_next_reply()):
                 if key.data is None:
                     self._drain_commands()
                 else:
@@ -194,7 +223,26 @@ class Relay:
                         key.data(key.fileobj, events)
                     except Exception as exc:  # never let the relay's thread die: record it
                         self.error = self.error or exc
+            try:
+                self._release_delayed()
+            except Exception as exc:
+                self.error = self.error or exc
         self._drain_commands()
+
+    def _until_next_reply(self) -> float:
+        """How long the selector may wait: until the next delayed reply is due, at most 0.5 s."""
+        due = [pair.delayed[0][0] for pair in self._pairs if pair.delayed]
+        return max(0.0, min([0.5, *(when - time.monotonic() for when in due)]))
+
+    def _release_delayed(self) -> None:
+        now = time.monotonic()
+        for pair in list(self._pairs):
+            released = False
+            while pair.delayed and pair.delayed[0][0] <= now:
+                pair.to_client += pair.delayed.popleft()[1]
+                released = True
+            if released:
+                self._update(pair)
 
     def _drain_commands(self) -> None:
         try:
@@ -231,6 +279,7 @@ class Relay:
         pair = _Pair(client, upstream, _key(peer))
         self._pairs.append(pair)
         self.connections += 1
+        self.client_addresses.append(pair.client_address)
         code = _ORIGINAL_CONNECT_EX(upstream, destination)
         if code not in (0, errno.EINPROGRESS, errno.EWOULDBLOCK):
             self._abort(pair)
@@ -259,7 +308,11 @@ class Relay:
             data = self._receive(pair, upstream)
             if data is None:
                 return
-            if data:
+            if data and self.stalled:
+                pass  # a stalled server: nothing comes back
+            elif data and self.reply_delay:
+                pair.delayed.append((time.monotonic() + self.reply_delay, data))
+            elif data:
                 pair.to_client += data
             else:
                 pair.upstream_eof = True
@@ -316,9 +369,9 @@ class Relay:
         upstream = pair.upstream
         if pair.client_eof and not pair.to_upstream and upstream is not None and pair.connected:
             _shutdown(upstream, socket.SHUT_WR)
-        if pair.upstream_eof and not pair.to_client:
-            _shutdown(pair.client, socket.SHUT_WR)
-        if pair.client_eof and pair.upstream_eof and not pair.to_client and not pair.to_upstream:
+        if pair.upstream_eof and not pair.to_client and not pair.delayed and not self.stalled:
+            _shutdown(pair.client, socket.SHUT_WR)  # (a stalled server's connections stay open)
+        if pair.client_eof and pair.upstream_eof and not pair.to_client and not pair.delayed and not pair.to_upstream:
             self._forget(pair)
             return
         client_events = (0 if pair.client_eof else selectors.EVENT_READ) | (
@@ -479,6 +532,18 @@ def client_endings(addresses: list[Address]) -> dict[Address, str]:
         else:
             endings[address] = "open"
     return endings
+
+
+def still_open(addresses: list[Address]) -> list[Address]:
+    """Which of the client sockets at ``addresses`` this process still holds open (a socket closed is gone)."""
+    wanted = set(addresses)
+    return sorted(
+        {
+            _key(connection.laddr)
+            for connection in psutil.Process().net_connections(kind="tcp")
+            if connection.laddr and _key(connection.laddr) in wanted
+        }
+    )
 
 
 def wait_for_endings(addresses: list[Address], seconds: float = 1.0) -> dict[Address, str]:

@@ -96,6 +96,15 @@ RULES: dict[int, Rule] = {
             "set specialized_type = 'package.the_sworker' (not a .py path), give [worker.res] only "
             "Capacity, Memory or WTime (no Cores, Node or Token), and never memory without cores.",
         ),
+        Rule(
+            13,
+            "every call is bounded: a call on a stalled server raises within the stated limit",
+            "bound every call with a limit of your own: a timeout in the client library (httpx.Timeout(...), "
+            "a socket timeout), or anyio.fail_after(limit) around the whole call, raising an error that names "
+            "the limit; never timeout=None. Grain has no limit of its own: a server that hangs (a stuck job, a "
+            "SIGSTOP, a full disk) holds every tasklet on the instance for good. State the limit to the kit with "
+            "--sworker-call-limit SECONDS (and --sworker-call-limit-env NAME if the module reads it from there).",
+        ),
     )
 }
 
@@ -129,6 +138,22 @@ class CouldNotJudge(AssertionError):
 
     def __str__(self) -> str:
         return f"the kit could not judge Rule {self.rule.number}: {self.reason}"
+
+
+class NoProbe(AssertionError):
+    """No probe was given: the rules judged on calls were not judged, which is not a pass."""
+
+    def __init__(self, rules: tuple[int, ...]) -> None:
+        self.rules = rules
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        numbers = ", ".join(map(str, self.rules[:-1])) + f" and {self.rules[-1]}"
+        return (
+            f"the kit could not judge Rules {numbers}: it made no call, for no probe was given. Give "
+            "--sworker-probe module:function (an async probe(client) that makes one representative call, the one "
+            "your tasklet makes), or --sworker-no-probe to judge without calls (the summary then says so)."
+        )
 
 
 class Portability(AssertionError):

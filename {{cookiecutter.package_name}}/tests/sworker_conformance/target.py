@@ -22,7 +22,12 @@ DEFAULT_STARTUP_TIMEOUT = 60.0
 DEFAULT_CLEANUP_LIMIT = 10.0
 #: How long one probe call (or grain_context's start) may take on a live instance.
 DEFAULT_CALL_TIMEOUT = 10.0
-#: What a module's verdict may take beyond its start-up and cleanup limits (the kit's own work,
+#: The limit within which a call on a stalled server must raise (rule 13), unless the author states
+#: theirs: the generated packages' demo and kit runs use 10 s (their production default is an hour).
+DEFAULT_CALL_LIMIT = 10.0
+#: What the kit waits beyond the stated call limit before it calls a stalled call unbounded (rule 13).
+CALL_LIMIT_SLACK = 2.0
+#: What a module's verdict may take beyond its start-up, cleanup and call limits (the kit's own work,
 #: the calls, and one overrun call at most).
 VERDICT_SLACK = 15.0
 Environment = Callable[[], AbstractContextManager[Mapping[str, str] | None]]
@@ -43,6 +48,13 @@ class Target:
     cleanup_limit: float = DEFAULT_CLEANUP_LIMIT
     #: Bound on one probe call and on grain_context's start.
     call_timeout: float = DEFAULT_CALL_TIMEOUT
+    #: The author's stated limit: a call on a stalled server raises within it (rule 13).
+    call_limit: float = DEFAULT_CALL_LIMIT
+    #: The environment variable the module reads its call limit from, if any: the kit sets it to
+    #: ``call_limit`` while it runs the module.
+    call_limit_env: str = ""
+    #: The author chose to judge no call (--sworker-no-probe): rules 7, 8, 10 and 13 are then not judged on calls.
+    no_probe_accepted: bool = False
     #: Longest event-loop stall tolerated while calls run (rule 7).
     stall_limit: float = 0.1
     #: Longest stall tolerated once, while grain_context starts (rule 7).
@@ -53,8 +65,12 @@ class Target:
 
     @property
     def time_budget(self) -> float:
-        """The longest a verdict on this module may take: start-up and cleanup limits, and some slack."""
-        return self.startup_timeout + self.cleanup_limit + VERDICT_SLACK
+        """The longest a verdict on this module may take: start-up, cleanup and call limits, and some slack."""
+        return self.startup_timeout + self.cleanup_limit + self.call_limit + VERDICT_SLACK
+
+    def during_runs(self) -> Mapping[str, str]:
+        """What the kit sets in the environment while it runs the module: the stated call limit, if asked."""
+        return {self.call_limit_env: f"{self.call_limit:g}"} if self.call_limit_env else {}
 
     @property
     def module(self) -> ModuleType:
@@ -93,6 +109,15 @@ class Target:
         factory: Environment = load_object(self.environment_name) if self.environment_name else nullcontext
         with factory() as env, environ(env or {}):
             yield env or {}
+
+
+@dataclass(frozen=True)
+class CallLimit:
+    """A package's own call limit for the kit's runs of its own sworker (see the ``sworker_call_limit`` fixture)."""
+
+    seconds: float
+    #: The environment variable its client reads the limit from (the kit sets it while it runs the module).
+    environment_variable: str = ""
 
 
 def load_object(spec: str) -> Any:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from .judge import Judge
-from .plugin import KIT_LOOPS, judge_rule
+from .plugin import KIT_LOOPS, judge_probe_given, judge_rule
 
 pytestmark = pytest.mark.conformance
 
@@ -71,3 +71,13 @@ def test_rule_11_no_credentials_in_fields(loop: str, sworker_judge: Judge) -> No
 
 def test_rule_12_worker_config(sworker_judge: Judge) -> None:
     judge_rule(sworker_judge, 12)
+
+
+@pytest.mark.parametrize("loop", KIT_LOOPS)
+def test_rule_13_calls_bounded(loop: str, sworker_judge: Judge) -> None:
+    judge_rule(sworker_judge, 13, loop)
+
+
+def test_calls_judged_with_a_probe(sworker_judge: Judge) -> None:
+    """No probe is not a pass: the rules judged on calls say so here, in one line."""
+    judge_probe_given(sworker_judge)

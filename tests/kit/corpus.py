@@ -10,6 +10,9 @@ CONFIGS = Path(__file__).resolve().parent / "configs"
 PROBE = f"{PACKAGE}._parts:probe"
 SERVICE = f"{PACKAGE}._parts:echo_service"
 SERVICE_WITH_TOKEN = f"{PACKAGE}._parts:echo_service_with_token"
+REDIS = f"{PACKAGE}._parts:redis_service"
+RATE_LIMITED = f"{PACKAGE}._parts:rate_limited_service"
+RATE_LIMITED_RETRY_AFTER = f"{PACKAGE}._parts:rate_limited_service_retry_after"
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,12 @@ GOOD = [
     Case("good_one_job", None),
     Case("r08_lock_per_request", None, capacity=1),  # one job at a time is right when V = 1
     Case("r09_slow_start", None),
+    # Real client libraries: an HTTP client made once, a sync client library in worker threads, an HTTP
+    # client kept at module level (one per process: fine on Grain), a rate-limited service at its limit.
+    Case("good_http_backendless", None, SERVICE),
+    Case("good_redis_threads", None, REDIS),
+    Case("good_module_level_client", None, SERVICE),
+    Case("r08_rate_limited", None, RATE_LIMITED, capacity=2),  # V at most what the service allows
 ]
 
 BROKEN = [
@@ -75,10 +84,13 @@ BROKEN = [
     Case("r04_path_backendless", 4, SERVICE),
     Case("r05_context_rejects_field", 5, SERVICE),
     Case("r05_context_raises", 5),
+    Case("r05_missing_setting", 5, SERVICE),  # the token is missing from the environment
     Case("r06_cleanup_after_yield", 6),
     Case("r06_slow_cleanup", 6, SERVICE),
     Case("r06_leaked_socket", 6),
     Case("r06_cleanup_30s", 6),
+    Case("r06_client_never_closed", 6, SERVICE),
+    Case("r06_popen_cleanup_after_yield", 6),
     Case("r07_asyncio_sleep", 7, SERVICE),
     Case("r07_asyncio_open_connection", 7),
     Case("r07_blocking_sleep", 7, SERVICE),
@@ -87,9 +99,13 @@ BROKEN = [
     Case("r07_client_per_request", 7, SERVICE),
     Case("r07_blocks_for_good", 7, SERVICE),
     Case("r07_small_block_per_request", 7, SERVICE, capacity=1),  # steady: the same line in every call
+    Case("r07_sync_redis_on_loop", 7, REDIS),  # quick on loopback: the kit's slow round shows it
+    Case("r07_asyncio_redis", 7, REDIS),
     Case("r08_no_lock", 8, SERVICE),
     Case("r08_no_lock_server", 8),
     Case("r08_lock_per_request", 8),
+    Case("r08_rate_limited", 8, RATE_LIMITED),  # V = 4 over a service that allows 2 in flight
+    Case("r08_retry_after_wait", 8, RATE_LIMITED_RETRY_AFTER),
     Case("r09_unbounded_wait", 9),
     Case("r09_never_ready", 9),
     Case("r10_empty_on_eof", 10),
@@ -98,6 +114,7 @@ BROKEN = [
     Case("r10_empty_on_reset_backendless", 10, SERVICE),
     Case("r11_env_token", 11, SERVICE_WITH_TOKEN),
     Case("r11_fixed_credential", 11),
+    Case("r13_no_call_limit", 13, SERVICE),
     Case("good_server", 12, config="cores_in_res.toml"),
     Case("good_server", 12, config="token_in_res.toml"),
     Case("good_server", 12, config="capacity_zero.toml"),

@@ -18,7 +18,7 @@ STARTUP_TIMEOUT = 3.0
 CLEANUP_LIMIT = 1.0
 CALL_TIMEOUT = 3.0
 #: The corpus's clients read their call limit from KIT_CALL_LIMIT, which the kit sets to this.
-CALL_LIMIT = 1.0
+CALL_LIMIT = 0.5
 CALL_LIMIT_ENV = "KIT_CALL_LIMIT"
 CAPACITY = 4
 RUN_RULES = (*range(2, 12), 13)

@@ -55,9 +55,20 @@ def free_port() -> int:
 
 
 def server_command(
-    port: int, *, silent: bool = False, delay: float = 0.0, start_delay: float = 0.0, one_job: bool = False
+    port: int,
+    *,
+    silent: bool = False,
+    delay: float = 0.0,
+    start_delay: float = 0.0,
+    one_job: bool = False,
+    max_in_flight: int = 0,
+    retry_after: float = 0.0,
 ) -> list[str]:
     command = [sys.executable, str(ECHO_SERVER), "--host", HOST, "--port", str(port)]
+    if max_in_flight:
+        command += ["--max-in-flight", str(max_in_flight)]
+    if retry_after:
+        command += ["--retry-after", str(retry_after)]
     if silent:
         command.append("--silent")
     if delay:
@@ -287,6 +298,56 @@ def wait_listening_blocking(port: int, exited: Any = lambda: None, seconds: floa
 def one_job_service() -> Iterator[dict[str, str]]:
     """An echo service that runs one job at a time (submit, then fetch the result)."""
     with echo_service(one_job=True) as env:
+        yield env
+
+
+#: Where the redis modules find their redis-server ("redis://host:port/0"), read inside grain_context.
+REDIS_URL_ENV = "KIT_REDIS_URL"
+
+
+@contextmanager
+def redis_service() -> Iterator[dict[str, str]]:
+    """A redis-server on loopback (Debian's ``redis-server``), no persistence, for the redis modules."""
+    port = free_port()
+    command = ["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"]
+    if tag := os.environ.get(TAG_ENV):
+        command += ["--always-show-logo", "no", "--loglevel", "warning", "--dbfilename", f"{tag}.rdb"]
+    try:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    except FileNotFoundError:
+        raise RuntimeError("redis-server is not installed: apt-get install redis-server") from None
+    try:
+        wait_listening_blocking(port, process.poll)
+        yield {REDIS_URL_ENV: f"redis://{HOST}:{port}/0"}
+    finally:
+        _signal_group(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def redis_url() -> str:
+    url = os.environ.get(REDIS_URL_ENV, "")
+    if not url:
+        raise RuntimeError(f"set {REDIS_URL_ENV} to the redis server's URL")
+    return url
+
+
+@contextmanager
+def rate_limited_service() -> Iterator[dict[str, str]]:
+    """An HTTP echo service that lets 2 requests be in flight and refuses more (HTTP 429); each takes 50 ms."""
+    with echo_service(delay=0.05, max_in_flight=2) as env:
+        yield env
+
+
+@contextmanager
+def rate_limited_service_retry_after() -> Iterator[dict[str, str]]:
+    """The rate-limited service, whose refusals say ``Retry-After: 30``."""
+    with echo_service(delay=0.05, max_in_flight=2, retry_after=30) as env:
         yield env
 
 

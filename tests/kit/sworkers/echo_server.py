@@ -11,6 +11,8 @@ this repository, so it starts the same way from any working directory.
   has not been fetched), then ``{"op": "result", "job": n}`` -> ``{"result": v}``.
 - ``POST /echo`` with a JSON body ``{"x": v}`` answers ``{"result": v}`` (HTTP/1.1, keep-alive),
   for clients built on an HTTP library; ``Authorization`` is not checked.
+- ``--max-in-flight N``: an HTTP request beyond N in flight is refused with ``429 Too Many Requests``
+  (a rate-limited API), with ``Retry-After: S`` if ``--retry-after S`` is given.
 - ``--start-delay S`` listens only after ``S`` seconds (a slow start); ``--silent`` never listens.
 - ``--tag`` only marks the command line, so that tests can find the processes of one run.
 """
@@ -26,6 +28,21 @@ import struct
 import sys
 
 WRITERS: set[asyncio.StreamWriter] = set()
+
+
+class Admission:
+    """How many HTTP requests are in flight, and the limit above which they are refused (0: none)."""
+
+    def __init__(self, limit: int, retry_after: float) -> None:
+        self.limit, self.retry_after, self.in_flight = limit, retry_after, 0
+
+    def refusal(self) -> bytes:
+        headers = f"Retry-After: {self.retry_after:g}\r\n" if self.retry_after else ""
+        body = b'{"error": "too many requests in flight"}'
+        return (
+            f"HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/json\r\n{headers}"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        ).encode() + body
 
 
 class OneJob:
@@ -69,7 +86,9 @@ async def answer(request: dict[str, object], delay: float, one_job: OneJob | Non
     return {"id": request.get("id"), "result": request.get("x")}
 
 
-async def serve_http(first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
+async def serve_http(
+    first: bytes, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, admission: Admission
+) -> None:
     line = first
     while line:
         length = 0
@@ -78,21 +97,32 @@ async def serve_http(first: bytes, reader: asyncio.StreamReader, writer: asyncio
             if name.strip().lower() == "content-length":
                 length = int(value.strip())
         body = json.loads(await reader.readexactly(length)) if length else {}
-        reply = json.dumps(await answer(body, delay, None)).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
-        writer.write(f"Content-Length: {len(reply)}\r\n\r\n".encode() + reply)
+        if admission.limit and admission.in_flight >= admission.limit:
+            writer.write(admission.refusal())
+        else:
+            admission.in_flight += 1
+            try:
+                reply = json.dumps(await answer(body, delay, None)).encode()
+            finally:
+                admission.in_flight -= 1
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n")
+            writer.write(f"Content-Length: {len(reply)}\r\n\r\n".encode() + reply)
         await writer.drain()
         line = await reader.readline()
 
 
 async def serve_client(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, one_job: OneJob | None
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    delay: float,
+    one_job: OneJob | None,
+    admission: Admission,
 ) -> None:
     WRITERS.add(writer)
     try:
         while line := await reader.readline():
             if line.startswith((b"POST ", b"GET ")):
-                await serve_http(line, reader, writer, delay)
+                await serve_http(line, reader, writer, delay, admission)
                 return
             writer.write(json.dumps(await answer(json.loads(line), delay, one_job)).encode() + b"\n")
             await writer.drain()
@@ -103,12 +133,15 @@ async def serve_client(
         writer.close()
 
 
-async def serve(host: str, port: int, delay: float, silent: bool, start_delay: float, one_job: bool) -> None:
-    if silent:
+async def serve(args: argparse.Namespace) -> None:
+    if args.silent:
         await asyncio.Event().wait()  # never listens
-    await asyncio.sleep(start_delay)
-    slot = OneJob() if one_job else None
-    server = await asyncio.start_server(lambda r, w: serve_client(r, w, delay, slot), host, port)
+    await asyncio.sleep(args.start_delay)
+    slot = OneJob() if args.one_job else None
+    admission = Admission(args.max_in_flight, args.retry_after)
+    server = await asyncio.start_server(
+        lambda r, w: serve_client(r, w, args.delay, slot, admission), args.host, args.port
+    )
     async with server:
         await server.serve_forever()
 
@@ -121,10 +154,12 @@ def main() -> int:
     parser.add_argument("--start-delay", type=float, default=0.0, help="seconds before listening")
     parser.add_argument("--silent", action="store_true", help="never listen")
     parser.add_argument("--one-job", action="store_true", help="run one job at a time (submit, then result)")
+    parser.add_argument("--max-in-flight", type=int, default=0, help="refuse HTTP requests beyond N in flight (429)")
+    parser.add_argument("--retry-after", type=float, default=0.0, help="the Retry-After of a refusal, in seconds")
     parser.add_argument("--tag", default="", help="marks the command line; unused")
     args = parser.parse_args()
     try:
-        asyncio.run(serve(args.host, args.port, args.delay, args.silent, args.start_delay, args.one_job))
+        asyncio.run(serve(args))
     except KeyboardInterrupt:
         pass
     return 0

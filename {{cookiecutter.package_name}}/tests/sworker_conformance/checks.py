@@ -322,7 +322,7 @@ def check_event_loop_friendly(target: Target, obs: Observation) -> None:
         worst = max(over, key=lambda s: s.seconds)
         more = f" ({len(over)} stalls over the limit in {len(obs.call_phases)} watched phases)" if len(over) > 1 else ""
         slow = (
-            f" With replies {REPLY_DELAY * 1000:.0f} ms late (the kit's slow server), a call made on the event loop "
+            f" With the reply {REPLY_DELAY * 1000:.0f} ms late (the kit's slow server), a call made on the event loop "
             "blocks it for as long as the server takes: on a cluster, a busy server or a slow network does that."
             if worst.phase == obs.slow_phase
             else ""
@@ -350,9 +350,9 @@ def _steady_block(obs: Observation, calls: list[Stall]) -> tuple[float, float, S
     """The same blocking place in every round of calls: (shortest, longest, one stall there, rounds), or None.
 
     The first call alone is left out: it may block less than a round of V calls (or pay once for
-    something, e.g. an import) without changing what a round shows.
+    something, e.g. an import) without changing what a round shows; so is the slow server's call.
     """
-    rounds = [phase for phase in obs.call_phases if phase != FIRST_CALL_PHASE]
+    rounds = [phase for phase in obs.call_phases if phase not in (FIRST_CALL_PHASE, obs.slow_phase)]
     if len(rounds) < 2:
         return None
     keyed = [s for s in calls if s.key is not None and s.seconds >= STEADY_STALL and s.phase in rounds]
@@ -397,14 +397,15 @@ def check_concurrent_clients(target: Target, obs: Observation) -> None:
     _probe_calls_made(target, obs, 8)
     for number, errors in enumerate(obs.round_errors, start=1):
         if errors:
+            late = bool(obs.slow_phase) and number == len(obs.round_errors)
+            calls = 1 if late else target.capacity
             hung = sum(isinstance(error, TimeoutError) for error in errors)
             seen = (
-                f"{hung} of {target.capacity} concurrent probe calls did not return within {target.call_timeout:g} s"
+                f"{hung} of {calls} concurrent probe calls did not return within {target.call_timeout:g} s"
                 if hung
-                else f"{len(errors)} of {target.capacity} concurrent probe calls on the one shared client failed"
+                else f"{len(errors)} of {calls} concurrent probe calls on the one shared client failed"
             )
-            late = obs.slow_phase and number == len(obs.round_errors)
-            which = f"in the round with each reply {REPLY_DELAY * 1000:.0f} ms late" if late else f"round {number}"
+            which = f"the call whose reply came {REPLY_DELAY * 1000:.0f} ms late" if late else f"round {number}"
             rate = _rate_refusal(errors)
             _violation(
                 8,
@@ -534,6 +535,8 @@ def check_calls_bounded(target: Target, obs: Observation) -> None:
             f"{stated}, and ignored cancellation{_killed(obs)}; Grain has no limit of its own, so every tasklet on "
             "the instance would wait forever.",
         )
+    if obs.dead_skipped and obs.calls_hung:
+        raise CouldNotJudge(13, obs.dead_skipped)
     if obs.relayed_not_judged:
         raise CouldNotJudge(13, obs.relayed_not_judged)
     result = obs.stalled

@@ -12,11 +12,12 @@ their bounded runs in threads of their own (observation.py).
 from __future__ import annotations
 
 import inspect
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager, nullcontext
 from dataclasses import dataclass
-from types import TracebackType
+from types import BuiltinFunctionType, FunctionType, MethodType, ModuleType, TracebackType
 from typing import Any
 
 import anyio
@@ -90,6 +91,36 @@ def needs_trio(exc: BaseException) -> bool:
         if _raised_in(error, "trio"):
             return True
     return False
+
+
+#: What a module keeps at module level that is no object of its own making (functions, classes, constants).
+_NOT_STATE = (ModuleType, type, FunctionType, BuiltinFunctionType, MethodType, str, bytes, int, float, bool)
+
+
+def held_at_module_level(exc: BaseException, own_modules: tuple[str, ...]) -> str:
+    """The module-level name ("package.module._client") of an object of the module's own packages that the
+    failing code went through (``self`` in a frame of ``exc``'s traceback), or "".
+
+    Such an object outlives an event loop: made in the kit's trio run, it is used again in its asyncio run.
+    """
+    held: dict[int, str] = {}
+    for name, module in list(sys.modules.items()):
+        if module is None or not any(name == own or name.startswith(own + ".") for own in own_modules):
+            continue
+        for attribute, value in list(vars(module).items()):
+            if value is None or isinstance(value, _NOT_STATE) or attribute.startswith("__"):
+                continue
+            held.setdefault(id(value), f"{name}.{attribute}")
+            for inner in list(getattr(value, "__dict__", {}).values()):  # e.g. a wrapper's SDK client
+                held.setdefault(id(inner), f"{name}.{attribute}")
+    for error in walk_errors(exc):
+        traceback = error.__traceback__
+        while traceback is not None:
+            owner = traceback.tb_frame.f_locals.get("self")
+            if owner is not None and id(owner) in held:
+                return held[id(owner)]
+            traceback = traceback.tb_next
+    return ""
 
 
 def _raised_in(error: BaseException, package: str) -> bool:

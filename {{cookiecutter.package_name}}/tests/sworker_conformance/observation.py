@@ -4,7 +4,7 @@ A run (``run_observation``) happens in a thread of its own, with its own event
 loop: the module's instances start (two at once for a server module, as two
 workers would), the client starts and the probe is called alone, then V at once
 for a few rounds while ``LoopWatch`` watches the loop; then a fresh client
-through the kit's relay gets one more round with every reply held back (a slow
+through the kit's relay gets one more call with its reply held back (a slow
 server: a sync call on the loop shows, whatever the network's speed), and one
 call on a stalled server (no reply at all: only the client's own limit ends it);
 then the dead-server scenarios (EOF, then a reset, each on purpose through the
@@ -51,6 +51,7 @@ from .instance import (
     context_timed_out,
     daemon,
     describe,
+    held_at_module_level,
     innermost_traceback,
     msgpack_round_trip,
     require_async_cm,
@@ -65,7 +66,7 @@ from .watch import LoopWatch, Stall
 
 CONCURRENT_ROUNDS = 3
 #: How late the relay makes each reply in the slow round (rule 7): above the 100 ms a stall may last.
-REPLY_DELAY = 0.15
+REPLY_DELAY = 0.2
 #: How long the first call after the server stopped may take to raise (rule 10).
 DEAD_CALL_LIMIT = 5.0
 #: How long past a stage's own limit the pytest thread waits before it stops waiting for the loop.
@@ -159,9 +160,9 @@ class Observation:
     probe_violation: ContractViolation | None = None
     calls_skipped: str = ""
     calls_hung: bool = False
-    #: Per round of V concurrent probe calls: the errors (the slow round's, with replies held back, last).
+    #: Per round of V concurrent probe calls: the errors (and last, the slow call's, its reply held back).
     round_errors: list[list[BaseException]] = field(default_factory=list)
-    #: The phase of the round with every reply held back (rule 7 at any network speed), once it ran.
+    #: The phase of the call with its reply held back (rule 7 at any network speed), once it ran.
     slow_phase: str = ""
     #: Why the relayed client (slow round, stalled server) said nothing, if it did not.
     relayed_not_judged: str = ""
@@ -266,6 +267,8 @@ def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: floa
                 failure.append(exc)
 
     started = time.monotonic()
+    with _GarbageCatcher():  # what earlier runs left and is collected only now: not this run's
+        gc.collect()
     # What the module leaks (a server process it never stops, a socket, a coroutine never awaited)
     # warns or is "ignored" when it is collected: the kit records it with this run (see _collected).
     with _GarbageCatcher() as garbage, environ(target.during_runs()):
@@ -621,13 +624,18 @@ async def _relayed_client(
             sup.check()
             outliving = still_open(relay.client_addresses) if record.started else []
             if outliving and not obs.outliving:
-                obs.outliving = (
-                    f"{len(outliving)} of the {relay.connections} TCP connection(s) that {label} opened (through the "
-                    f"kit's relay) were still open after its grain_context had been torn down"
-                )
+                still = _still_open(len(outliving), relay.connections)
+                obs.outliving = f"{still} after the grain_context of {label} (relayed by the kit) had been torn down"
     finally:
         CLIENT_SIDE.reset(token)
         relay.close()
+
+
+def _still_open(open_now: int, opened: int) -> str:
+    """How many of a client's relayed connections were still open, said in words."""
+    if opened == 1:
+        return "its one TCP connection was still open"
+    return f"{'all ' if open_now == opened else ''}{open_now} of its {opened} TCP connections were still open"
 
 
 async def _first_relayed_call(target: Target, sup: Supervisor, client: Any, relay: Relay, scenario: str) -> str:
@@ -649,28 +657,30 @@ async def _first_relayed_call(target: Target, sup: Supervisor, client: Any, rela
 
 
 async def _slow_then_stalled(target: Target, obs: Observation, sup: Supervisor, plan: Plan, watch: LoopWatch) -> None:
-    """A fresh client through the relay: a round with every reply late (rule 7), then a stalled server (rule 13)."""
-    async with _relayed_client(target, obs, sup, watch, "the client for the slow and the stalled server") as (
-        client,
-        relay,
-    ):
+    """Fresh clients through the relay: a call with its reply late (rule 7; then none of the client's
+    connections may outlive it, rule 6), then a call on a stalled server (rule 13)."""
+    async with _relayed_client(target, obs, sup, watch, "the client for the slow server") as (client, relay):
         obs.relayed_not_judged = await _first_relayed_call(target, sup, client, relay, "the slow server")
         if obs.relayed_not_judged:
             return
         relay.delay_replies(REPLY_DELAY)
-        phase = f"a round of {target.capacity} concurrent probe calls, each reply {REPLY_DELAY * 1000:.0f} ms late"
+        phase = f"a probe call whose reply came {REPLY_DELAY * 1000:.0f} ms late"
         obs.call_phases.append(phase)
         with sup.stage(phase, target.call_timeout, rule=8):
             async with watch.watching(phase):
-                errors = await concurrent_probes(target, client, target.capacity, CONCURRENT_ROUNDS + 1)
+                errors = await concurrent_probes(target, client, 1, CONCURRENT_ROUNDS + 1)
         sup.check()
         obs.slow_phase = phase
         obs.round_errors.append(errors)
-        if errors:
-            obs.stall_skipped = "the round with late replies failed first (Rule 8)"
-            return
-        if not plan.stall:
-            obs.stall_skipped = plan.why_no_stall
+    if errors:
+        obs.stall_skipped = f"the call whose reply came late failed first ({describe(errors[0])})"
+        return
+    if not plan.stall:
+        obs.stall_skipped = plan.why_no_stall
+        return
+    async with _relayed_client(target, obs, sup, watch, "the client for the stalled server") as (client, relay):
+        obs.relayed_not_judged = await _first_relayed_call(target, sup, client, relay, "the stalled server")
+        if obs.relayed_not_judged:
             return
         relay.stall()
         obs.stalled = await _call_on_a_stalled_server(target, sup, client)
@@ -746,9 +756,12 @@ async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, 
                 obs.probe_error = f"the probe did not return within {target.call_timeout:g} s (--sworker-call-timeout)"
                 obs.calls_hung = True
             except (Exception, BaseExceptionGroup, SystemExit) as exc:
-                obs.probe_error = _probe_failure(exc, obs)
+                if shared := _shared_across_runs(target, exc, obs):
+                    obs.calls_skipped = shared
+                else:
+                    obs.probe_error = _probe_failure(exc, obs)
     sup.check()
-    if obs.probe_error:
+    if obs.probe_error or obs.calls_skipped:
         return
     for number in range(1, CONCURRENT_ROUNDS + 1):
         phase = f"round {number} of {target.capacity} concurrent probe calls"
@@ -780,6 +793,21 @@ def waiting_place(timeout: BaseException) -> str:
         return ""
     code = retrying[-1]
     return f"to retry, in {code.co_name} ({code.co_filename.rsplit('/', 1)[-1]})"
+
+
+def _shared_across_runs(target: Target, exc: BaseException, obs: Observation) -> str:
+    """Why the calls are not judged under asyncio when the probe failed in an object the trio run made and the
+    module keeps at module level (e.g. one client per process): the kit's doing, not the module's (or "")."""
+    if obs.loop == "trio" or not isinstance(classify(exc, "the probe call", obs.loop), Portability):
+        return ""
+    name = held_at_module_level(exc, target.own_modules())
+    if not name:
+        return ""
+    return (
+        f"not judged under {obs.loop}: the probe call went through {name}, an object kept at module level and made "
+        f"in the kit's trio run, and raised {describe(exc)}; Grain runs one event loop per process, so that is the "
+        "kit running the module twice, not a portability problem (the calls were judged under trio)"
+    )
 
 
 def _probe_failure(exc: BaseException, obs: Observation) -> str:

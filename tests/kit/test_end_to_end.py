@@ -18,7 +18,8 @@ import pytest
 from sworker_conformance.target import DEFAULT_CALL_LIMIT, DEFAULT_CLEANUP_LIMIT, DEFAULT_STARTUP_TIMEOUT, VERDICT_SLACK
 
 from .conftest import KIT, TEMPLATE
-from .corpus import PROBE, SERVICE, SERVICE_WITH_TOKEN
+from .corpus import PROBE, REDIS, SERVICE, SERVICE_WITH_TOKEN
+from .real_grain import kill_all, tagged_processes
 
 RUN_TIMEOUT = 120
 #: The limits most runs here use, so that broken modules fail fast (the corpus's clients read their
@@ -38,10 +39,15 @@ def kit_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-def run_kit(project: Path, module: str, *extra: str, limits: list[str] = FAST) -> subprocess.CompletedProcess[str]:
+def run_kit(
+    project: Path, module: str, *extra: str, limits: list[str] = FAST, tag: str = ""
+) -> subprocess.CompletedProcess[str]:
+    """The kit on ``module`` in a pytest of its own (``tag``: marks the echo servers it starts, KIT_RUN_TAG)."""
     command = [sys.executable, "-m", "pytest", "sworker_conformance", "-q", "-rfsx", "-W", "error"]
     command += ["--sworker", module, *limits, *extra]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(project), str(TEMPLATE)])}  # the kit; tests.kit.sworkers
+    if tag:
+        env["KIT_RUN_TAG"] = tag
     env.pop("PYTEST_ADDOPTS", None)
     return subprocess.run(command, cwd=project, capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env)
 
@@ -68,6 +74,10 @@ def assert_readable(output: str) -> None:
         ("r08_lock_per_request", [], 8, "Capacity = { V = 1 }"),
         ("r10_empty_on_eof", [], 10, "EOF: the server closed the connection"),
         ("r10_empty_on_reset", [], 10, "a reset: the connection was reset"),
+        # Its connection's __del__ leaves a coroutine never awaited: Rule 7's, not "the kit failed" under Rule 2.
+        ("r07_asyncio_redis", ["--sworker-environment", REDIS], 7, "There is no current event loop"),
+        ("r07_sync_redis_on_loop", ["--sworker-environment", REDIS], 7, "reply came 200 ms late"),
+        ("r13_no_call_limit", ["--sworker-environment", SERVICE], 13, "on a stalled server"),
     ],
 )
 def test_report_names_the_rule_and_the_fix(
@@ -80,6 +90,7 @@ def test_report_names_the_rule_and_the_fix(
     assert f"Rule {rule} (" in output and says in output, output[-4000:]
     assert_readable(output)
     assert not re.search(r"^FAILED \S+\[asyncio\]", output, re.MULTILINE)  # asyncio findings: portability only
+    assert "the kit failed" not in output and "Unraisable" not in output, output[-4000:]
 
 
 @pytest.mark.parametrize(
@@ -107,6 +118,20 @@ def test_good_modules_pass(kit_project: Path, module: str, extra: list[str]) -> 
         section = result.stdout.split("sworker portability (asyncio)")[-1]
         assert "needs trio" in section and "'RunContext' object has no attribute 'runner'" in section, section
         assert "Rule 9 (" not in result.stdout
+
+
+def test_nothing_is_left_whatever_stage_fails(kit_project: Path) -> None:
+    """Popen, then a trio-only sleep: under trio its cleanup after yield never runs (Rule 6); under asyncio it fails
+    just after the spawn. Once the kit has exited, none of the servers of either run is left."""
+    tag = f"kit-e2e-{os.getpid()}-{time.monotonic_ns()}"
+    result = run_kit(kit_project, "tests.kit.sworkers.r06_popen_cleanup_after_yield", "--sworker-probe", PROBE, tag=tag)
+    output = result.stdout + result.stderr
+    left = tagged_processes(tag)
+    kill_all(left)
+    assert not left, f"left after the kit exited: {left}"
+    assert failed_rules(output) == {6}, output[-4000:]
+    assert "needs trio" in result.stdout.split("sworker portability (asyncio)")[-1], output[-4000:]
+    assert_readable(output)
 
 
 def test_no_probe_is_not_a_pass(kit_project: Path) -> None:

@@ -13,6 +13,7 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # tests.kit.sworkers, from anywhere
@@ -35,11 +36,22 @@ async def token() -> object:
 
 
 def stop_service(how: str = "exit") -> None:
-    """Make the echo service die under its client: exit at once, or reset every connection first."""
+    """Make the echo service die under its client: exit at once, reset every connection first, or stop (SIGSTOP)."""
     host, _, port = os.environ["KIT_ECHO_ADDRESS"].rpartition(":")
     with socket.create_connection((host, int(port))) as sock:
         sock.sendall(json.dumps({"op": how}).encode() + b"\n")
     time.sleep(0.3)
+
+
+def pause_redis(milliseconds: int) -> None:
+    """CLIENT PAUSE on the redis server (KIT_REDIS_URL): every command waits that long (a busy server)."""
+    host_port = os.environ["KIT_REDIS_URL"].split("//", 1)[1].split("/", 1)[0]
+    host, _, port = host_port.rpartition(":")
+    words = [b"CLIENT", b"PAUSE", str(milliseconds).encode()]
+    command = f"*{len(words)}\r\n".encode() + b"".join(b"$%d\r\n%s\r\n" % (len(w), w) for w in words)
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(command)
+        assert sock.recv(100).startswith(b"+OK"), "CLIENT PAUSE refused"
 
 
 class LagWatch:
@@ -58,13 +70,17 @@ class LagWatch:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--config", required=True)
-    parser.add_argument("--scenario", default="calls", choices=["calls", "dead", "reset", "token"])
+    parser.add_argument(
+        "--scenario", default="calls", choices=["calls", "dead", "reset", "token", "stall", "busy_redis"]
+    )
     parser.add_argument("--tasks", type=int, default=4)
     args = parser.parse_args()
     report: dict[str, object] = {}
 
-    async def calls() -> None:
+    async def calls(before: Callable[[], None] | None = None) -> None:
         lag = LagWatch()
+        if before is not None:
+            before()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(lag.run)
             started = time.perf_counter()
@@ -81,7 +97,14 @@ def main() -> None:
     async def get_token() -> None:
         report["results"] = [await (token @ Capacity(1))()]
 
-    scenarios = {"calls": calls, "dead": dead, "reset": functools.partial(dead, "reset"), "token": get_token}
+    scenarios = {
+        "calls": calls,
+        "dead": dead,
+        "reset": functools.partial(dead, "reset"),
+        "stall": functools.partial(dead, "stop"),
+        "token": get_token,
+        "busy_redis": functools.partial(calls, functools.partial(pause_redis, 300)),
+    }
     grain.delayed.run(scenarios[args.scenario], config_file=args.config)
     print("REPORT " + json.dumps(report), flush=True)
 

@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from .real_grain import Grain, HeadRun, kill_all, real_grain, tagged_processes
-from .sworkers._parts import TOKEN, TOKEN_ENV, echo_service
+from .sworkers._parts import CALL_LIMIT_ENV, TOKEN, TOKEN_ENV, echo_service, rate_limited_service, redis_service
 
 pytestmark = pytest.mark.real_grain
 PACKAGE = "tests.kit.sworkers"
@@ -28,10 +28,10 @@ def grain_for() -> Iterator:
     server module); afterwards nothing is left."""
     tags: list[str] = []
 
-    def start(module: str, delay: float = 0.0, *, service: bool = True, **env: str):
+    def start(module: str, delay: float = 0.0, *, service: object = True, **env: str):
         service_env: dict[str, str] = {}
-        if service:  # a server module starts its own
-            stack.append(echo_service(delay))
+        if service:  # a server module starts its own; True: the echo service, else the service's factory
+            stack.append(echo_service(delay) if service is True else service())  # type: ignore[operator]
             service_env = stack[-1].__enter__()
         stack.append(real_grain(f"{PACKAGE}.{module}", {**service_env, **env}))
         grain = stack[-1].__enter__()
@@ -70,12 +70,15 @@ def test_control_good_modules_run(grain_for) -> None:
         "good_one_job",  # one job at a time, a lock around the whole job
         "r09_slow_start",  # slow to start: Grain waits (the kit's default limit is the package's wait)
         "cloud_sdk_backendless",  # a sync SDK configured at import, run in threads
+        "good_http_backendless",  # one httpx.AsyncClient, each call bounded
+        "good_redis_threads",  # sync redis-py, every call in a worker thread
     ],
 )
 def test_control_real_world_shapes_run(grain_for, module: str) -> None:
     """What the kit passes runs on Grain: 8 tasklets at V = 4, every result right."""
-    backendless = module.endswith("backendless")
-    grain: Grain = grain_for(module, service=backendless, **{TOKEN_ENV: TOKEN})
+    backendless = module.endswith("backendless") or module.startswith("good_redis")
+    service = redis_service if "redis" in module else backendless
+    grain: Grain = grain_for(module, service=service, **{TOKEN_ENV: TOKEN})
     if not backendless:
         grain.add_worker()
     run = grain.head(tasks=8, limit=15.0)
@@ -140,6 +143,17 @@ def test_rule_06_slow_shielded_cleanup_delays_the_head_exit(grain_for) -> None:
     assert slow.seconds - fast.seconds >= 0.8, (fast.seconds, slow.seconds)  # 1.2 s, less a loaded machine's noise
 
 
+def test_rule_06_client_never_closed_leaves_its_sockets_open(grain_for) -> None:
+    """An HTTP client never closed: its sockets stay open until the head exits, which then finds them unclosed;
+    the same client closed in finally leaves none."""
+    warn = {"PYTHONWARNINGS": "always::ResourceWarning"}
+    never = grain_for("r06_client_never_closed").head(env=warn)
+    closed = grain_for("good_http_backendless").head(env=warn)
+    assert never.returncode == 0 and closed.returncode == 0, never.output[-3000:] + closed.output[-3000:]
+    assert "ResourceWarning: unclosed <socket.socket" in never.output, never.output[-3000:]
+    assert "unclosed" not in closed.output, closed.output[-3000:]
+
+
 def test_rule_07_asyncio_code_crashes_the_head(grain_for) -> None:
     run = grain_for("r07_asyncio_sleep").head()
     assert crashed(run, "RuntimeError"), run.output[-3000:]
@@ -165,6 +179,49 @@ def test_rule_07_one_off_and_per_request_stalls_block_the_head(grain_for) -> Non
           f"{per_request.report['max_lag']} s (client per request)")  # fmt: skip
     assert first_call.report["max_lag"] >= 0.8, first_call.report  # the 0.9 s token fetch, once
     assert per_request.report["max_lag"] >= 0.01, per_request.report  # an SSL context, built per call
+
+
+def test_rule_07_asyncio_client_library_crashes_the_head(grain_for) -> None:
+    """redis.asyncio under Grain's trio: the head dies at the instance's start."""
+    run = grain_for("r07_asyncio_redis", service=redis_service).head()
+    assert crashed(run, "RuntimeError"), run.output[-3000:]
+    # On the head's main thread redis.asyncio gets as far as awaiting an asyncio future, which trio refuses.
+    assert re.search(r"no current event loop|some other framework like asyncio", run.output), run.output[-3000:]
+
+
+def test_rule_07_sync_client_library_on_the_loop_stalls_the_head_for_each_call(grain_for) -> None:
+    """Sync redis-py on the loop: with the server busy for 300 ms, the head's loop stands still that long;
+    the same client in worker threads keeps it running."""
+    on_loop = grain_for("r07_sync_redis_on_loop", service=redis_service).head("busy_redis", tasks=8)
+    threads = grain_for("good_redis_threads", service=redis_service).head("busy_redis", tasks=8)
+    assert on_loop.returncode == 0 and threads.returncode == 0, on_loop.output[-3000:] + threads.output[-3000:]
+    print(f"PROOF rule 7 (sync client library): head loop stalled {on_loop.report['max_lag']} s on the loop, "
+          f"{threads.report['max_lag']} s in threads")  # fmt: skip
+    assert on_loop.report["max_lag"] >= 0.2, on_loop.report
+    assert threads.report["max_lag"] < 0.15, threads.report
+
+
+def test_rule_08_rate_limited_service_fails_above_its_limit_not_at_it(grain_for) -> None:
+    """A service that allows 2 requests in flight: at V = 4 tasklets fail with 429; at V = 2 all are right."""
+    over = grain_for("r08_rate_limited", service=rate_limited_service)
+    run = over.head(tasks=8, limit=HANG_LIMIT)
+    print(f"PROOF rule 8 (rate limit): head {run.status} rc={run.returncode}; {run.report}")
+    assert "429" in run.output, run.output[-3000:]
+    at_limit = grain_for("r08_rate_limited", service=rate_limited_service)
+    at_limit.write_config(capacity=2)
+    right = at_limit.head(tasks=8)
+    assert right.returncode == 0 and right.report["results"] == [f"call-{i}" for i in range(8)], right.output
+
+
+def test_rule_13_no_call_limit_waits_forever_on_a_stalled_service(grain_for) -> None:
+    """The service stops (SIGSTOP) with its connections open: without a limit the tasklet waits, with no error
+    anywhere; with one (good_http_backendless, 0.5 s) it fails with a timeout at once, and Grain retries it."""
+    unbounded = grain_for("r13_no_call_limit").head("stall", limit=HANG_LIMIT)
+    bounded = grain_for("good_http_backendless", **{CALL_LIMIT_ENV: "0.5"}).head("stall", limit=HANG_LIMIT)
+    print(f"PROOF rule 13: no limit: head {unbounded.status} after {unbounded.seconds:.1f} s; "
+          f"limit: {bounded.output.count('ReadTimeout')} timeouts logged")  # fmt: skip
+    assert unbounded.status == "hang" and "Timeout" not in unbounded.output, unbounded.output[-3000:]
+    assert "ReadTimeout" in bounded.output, bounded.output[-3000:]
 
 
 def test_rule_08_unlocked_client_fails_under_concurrent_tasklets(grain_for) -> None:

@@ -5,6 +5,7 @@ this repository, so it starts the same way from any working directory.
 
 - ``{"op": "exit"}`` ends the process at once (a server dying under its clients);
   ``{"op": "reset"}`` resets every connection (SO_LINGER 0) and exits.
+- ``{"op": "stop"}`` stops the process (SIGSTOP): connections stay open and nothing answers (a stalled server).
 - ``{"op": "token", "delay": s}`` answers ``{"token": ...}`` after ``s`` seconds (a slow token service).
 - ``--one-job``: a server that runs one job at a time, as many scientific codes do:
   ``{"op": "submit", "x": v}`` -> ``{"job": n}`` (or ``{"error": "busy"}`` while a job's result
@@ -23,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import socket
 import struct
 import sys
@@ -76,6 +78,8 @@ async def answer(request: dict[str, object], delay: float, one_job: OneJob | Non
             if sock is not None:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         os._exit(0)
+    if op == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)
     if op == "token":
         await asyncio.sleep(float(str(request.get("delay", 0))))
         return {"token": "token-from-the-service"}

@@ -16,7 +16,7 @@ from {{ cookiecutter.package_name }}.the_sworker import LOG_DIR_ENV
 pytest_plugins = ["sworker_conformance.plugin"]
 #: The client's call limit in the conformance kit's runs of this package's sworker: the kit stalls the
 #: server and waits for the call to raise (rule 13), so it is short there.
-KIT_CALL_LIMIT = 2.0
+KIT_CALL_LIMIT = 0.5
 
 # A shell starts background jobs with SIGINT ignored, and the processes these tests start
 # would inherit that: a Grain worker could then not be asked to leave. Take SIGINT back.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import re
 import socket
@@ -16,11 +17,17 @@ import psutil
 import pytest
 import trio
 from sworker_conformance import RULES, ContractViolation
-from sworker_conformance.checks import check_dead_server_raises, find_long_lived_credential
+from sworker_conformance.checks import check_dead_server_raises, find_long_lived_credential, rate_refusal
 from sworker_conformance.footprint import LINEAGE, LINEAGE_ENV, Footprint
-from sworker_conformance.instance import msgpack_round_trip, needs_asyncio, needs_trio
-from sworker_conformance.observation import Observation, fields_after_msgpack, validate_yield
-from sworker_conformance.relay import CLIENT_SIDE, intercepting, wait_for_endings
+from sworker_conformance.instance import held_at_module_level, msgpack_round_trip, needs_asyncio, needs_trio
+from sworker_conformance.observation import (
+    GarbageCatcher,
+    Observation,
+    fields_after_msgpack,
+    missing_setting,
+    validate_yield,
+)
+from sworker_conformance.relay import CLIENT_SIDE, client_endings, intercepting, still_open, wait_for_endings
 from sworker_conformance.rules import CouldNotJudge
 from sworker_conformance.target import DEFAULT_STARTUP_TIMEOUT, Target
 from sworker_conformance.watch import Frame, LoopWatch, Sample
@@ -296,3 +303,100 @@ def test_rules_are_thirteen_and_violations_say_rule_and_fix() -> None:
     assert sorted(RULES) == list(range(1, 14))
     text = str(ContractViolation(6, "a server was left running."))
     assert text.startswith("Rule 6 (") and "Fix:" in text
+
+
+def _echo_server() -> tuple[socket.socket, threading.Thread]:
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        connection, _ = server.accept()
+        with connection:
+            while data := connection.recv(100):
+                connection.sendall(data)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    return server, thread
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_the_relay_plays_a_slow_then_a_stalled_server(backend: str) -> None:
+    """Replies held back as long as told; then requests pass and nothing comes back, the connection open."""
+    server, thread = _echo_server()
+
+    async def main() -> tuple[float, bool, str, list[object], list[object]]:
+        token = CLIENT_SIDE.set(True)
+        try:
+            with intercepting(threading.get_ident()) as relay:
+                stream = await anyio.connect_tcp(*server.getsockname())
+                relay.delay_replies(0.2)
+                began = time.monotonic()
+                await stream.send(b"slow")
+                assert await stream.receive() == b"slow"
+                late = time.monotonic() - began
+                relay.stall()
+                await stream.send(b"stalled")
+                with anyio.move_on_after(0.3) as waited:
+                    await stream.receive()
+                state = client_endings(relay.client_addresses)[relay.client_addresses[0]]
+                before_close = still_open(relay.client_addresses)
+                await stream.aclose()
+                return late, waited.cancel_called, state, before_close, still_open(relay.client_addresses)
+        finally:
+            CLIENT_SIDE.reset(token)
+
+    try:
+        late, cut_off, state, before_close, after_close = anyio.run(main, backend=backend)
+    finally:
+        server.close()
+        thread.join(5)
+    assert 0.2 <= late < 1.0, late
+    assert cut_off and state == "open"  # no reply, no EOF, no reset: only the client's own limit ends it
+    assert len(before_close) == 1 and after_close == []  # a socket closed is no longer the client's
+
+
+def test_missing_settings_and_rate_refusals_are_recognised() -> None:
+    assert missing_setting(RuntimeError("no API token: set the environment variable SERVICE_TOKEN")) == "SERVICE_TOKEN"
+    assert missing_setting(KeyError("SERVICE_URL")) == "SERVICE_URL"
+    assert missing_setting(TypeError("grain_context() got an unexpected keyword argument 'timeout'")) == ""
+    refused = RuntimeError("Client error '429 Too Many Requests' for url 'http://h/echo'")
+    assert "429" in rate_refusal([refused])
+    waited = TimeoutError()
+    waited.add_note("when the kit's limit ran out, the call was waiting to retry, in _sleep_for_retry (sdk.py)")
+    assert "waiting to retry" in rate_refusal([waited])
+    assert rate_refusal([anyio.BusyResourceError("receiving from")]) == ""
+
+
+class _Client:
+    def call(self) -> None:
+        raise RuntimeError("bound to another event loop")
+
+
+def test_an_object_kept_at_module_level_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = type(sys)("kitheld.sworker")
+    module.client = _Client()
+    module.LIMIT = 3  # constants, functions and classes are not state
+    monkeypatch.setitem(sys.modules, "kitheld.sworker", module)
+    with pytest.raises(RuntimeError) as raised:
+        module.client.call()
+    assert held_at_module_level(raised.value, ("kitheld",)) == "kitheld.sworker.client"
+    with pytest.raises(RuntimeError) as fresh:
+        _Client().call()
+    assert held_at_module_level(fresh.value, ("kitheld",)) == ""
+
+
+def test_what_a_run_leaves_to_the_garbage_collector_is_caught_with_it() -> None:
+    """An unclosed socket's ResourceWarning and a coroutine never awaited: recorded, not passed on to pytest."""
+
+    async def disconnect() -> None:
+        pass
+
+    with GarbageCatcher() as caught:
+        leaked = socket.socket()
+        del leaked
+        never = disconnect()
+        del never
+        gc.collect()
+    assert any(text.startswith("ResourceWarning: unclosed <socket.socket") for text in caught.seen), caught.seen
+    assert any("never awaited" in text for text in caught.seen), caught.seen
+    assert not any(" at 0x" in text for text in caught.seen)  # the same leftover reads the same every run

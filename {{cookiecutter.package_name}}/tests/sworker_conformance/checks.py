@@ -406,7 +406,7 @@ def check_concurrent_clients(target: Target, obs: Observation) -> None:
                 else f"{len(errors)} of {calls} concurrent probe calls on the one shared client failed"
             )
             which = f"the call whose reply came {REPLY_DELAY * 1000:.0f} ms late" if late else f"round {number}"
-            rate = _rate_refusal(errors)
+            rate = rate_refusal(errors)
             _violation(
                 8,
                 f"{seen} ({which}): {rate or describe(errors[0])}; under Grain each failure costs the instance "
@@ -424,7 +424,7 @@ def check_concurrent_clients(target: Target, obs: Observation) -> None:
         _stopped_before(obs, 8, "the concurrent calls")
 
 
-def _rate_refusal(errors: list[BaseException]) -> str:
+def rate_refusal(errors: list[BaseException]) -> str:
     """What shows a refusal by rate (HTTP 429, a retry wait) in ``errors``, or ""."""
     for error in errors:
         for inner in walk_errors(error):

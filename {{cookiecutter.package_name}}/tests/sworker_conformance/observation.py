@@ -267,11 +267,11 @@ def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: floa
                 failure.append(exc)
 
     started = time.monotonic()
-    with _GarbageCatcher():  # what earlier runs left and is collected only now: not this run's
+    with GarbageCatcher():  # what earlier runs left and is collected only now: not this run's
         gc.collect()
     # What the module leaks (a server process it never stops, a socket, a coroutine never awaited)
     # warns or is "ignored" when it is collected: the kit records it with this run (see _collected).
-    with _GarbageCatcher() as garbage, environ(target.during_runs()):
+    with GarbageCatcher() as garbage, environ(target.during_runs()):
         thread = threading.Thread(target=main, name=f"sworker-kit-{loop}", daemon=True)
         thread.start()
         try:
@@ -315,7 +315,7 @@ _ADDRESS = re.compile(r" at 0x[0-9a-f]+")
 _LEFT_BEHIND = re.compile(r"unclosed|still running|never awaited|was garbage collected", re.I)
 
 
-class _GarbageCatcher:
+class GarbageCatcher:
     """Records, while a run lasts, the warnings and "Exception ignored in" reports of what it leaves behind.
 
     Both hooks are process-wide (the run is in another thread); other warnings (a library's
@@ -326,7 +326,7 @@ class _GarbageCatcher:
         self.seen: list[str] = []
         self._warnings = warnings.catch_warnings(record=True)
 
-    def __enter__(self) -> _GarbageCatcher:
+    def __enter__(self) -> GarbageCatcher:
         self._previous_hook = sys.unraisablehook
         sys.unraisablehook = self._unraisable
         self._recorded = self._warnings.__enter__()
@@ -526,7 +526,7 @@ def _start_failure(exc: BaseException, what: str, rule: int, obs: Observation) -
     if found is not None:
         return found
     where = "the head would crash" if rule == 5 else "the worker would crash, and the head wait for it with no error"
-    missing = _missing_setting(exc)
+    missing = missing_setting(exc)
     if missing:
         return ContractViolation(
             rule,
@@ -549,7 +549,7 @@ _MISSING_SETTING = re.compile(
 _ENVIRONMENT_NAME = re.compile(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b")
 
 
-def _missing_setting(exc: BaseException) -> str:
+def missing_setting(exc: BaseException) -> str:
     """The missing setting an error from grain_context names (e.g. "KIT_API_TOKEN"), or ""."""
     for error in walk_errors(exc):
         text = f"{type(error).__name__}: {error}"

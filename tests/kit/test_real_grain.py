@@ -15,7 +15,15 @@ import psutil
 import pytest
 
 from .real_grain import Grain, HeadRun, kill_all, real_grain, tagged_processes
-from .sworkers._parts import CALL_LIMIT_ENV, TOKEN, TOKEN_ENV, echo_service, rate_limited_service, redis_service
+from .sworkers._parts import (
+    CALL_LIMIT_ENV,
+    TOKEN,
+    TOKEN_ENV,
+    echo_service,
+    rate_limited_service,
+    rate_limited_service_retry_after,
+    redis_service,
+)
 
 pytestmark = pytest.mark.real_grain
 PACKAGE = "tests.kit.sworkers"
@@ -72,11 +80,12 @@ def test_control_good_modules_run(grain_for) -> None:
         "cloud_sdk_backendless",  # a sync SDK configured at import, run in threads
         "good_http_backendless",  # one httpx.AsyncClient, each call bounded
         "good_redis_threads",  # sync redis-py, every call in a worker thread
+        "good_module_level_client",  # one HTTP client per process, kept at module level
     ],
 )
 def test_control_real_world_shapes_run(grain_for, module: str) -> None:
     """What the kit passes runs on Grain: 8 tasklets at V = 4, every result right."""
-    backendless = module.endswith("backendless") or module.startswith("good_redis")
+    backendless = module.endswith("backendless") or module.startswith(("good_redis", "good_module"))
     service = redis_service if "redis" in module else backendless
     grain: Grain = grain_for(module, service=service, **{TOKEN_ENV: TOKEN})
     if not backendless:
@@ -118,6 +127,12 @@ def test_rule_05_unexpected_field_crashes_the_head(grain_for) -> None:
     run = grain_for("r05_context_rejects_field").head()
     assert crashed(run, "TypeError"), run.output[-3000:]
     assert "unexpected keyword argument 'timeout'" in run.output
+
+
+def test_rule_05_missing_setting_crashes_the_head(grain_for) -> None:
+    run = grain_for("r05_missing_setting").head()  # the token is not in the head's environment
+    assert crashed(run, "MissingSettingError"), run.output[-3000:]
+    assert TOKEN_ENV in run.output
 
 
 def test_rule_06_cleanup_after_yield_orphans_the_server(grain_for) -> None:
@@ -211,6 +226,13 @@ def test_rule_08_rate_limited_service_fails_above_its_limit_not_at_it(grain_for)
     at_limit.write_config(capacity=2)
     right = at_limit.head(tasks=8)
     assert right.returncode == 0 and right.report["results"] == [f"call-{i}" for i in range(8)], right.output
+
+
+def test_rule_08_retry_after_in_full_holds_the_tasklets(grain_for) -> None:
+    """Above the service's limit, refused calls sleep the 30 s it asks for: 8 tasklets do not finish in 4 s."""
+    run = grain_for("r08_retry_after_wait", service=rate_limited_service_retry_after).head(tasks=8, limit=HANG_LIMIT)
+    print(f"PROOF rule 8 (Retry-After in full): head {run.status} after {run.seconds:.1f} s")
+    assert run.status == "hang", run.output[-3000:]
 
 
 def test_rule_13_no_call_limit_waits_forever_on_a_stalled_service(grain_for) -> None:

@@ -28,7 +28,7 @@ from .observation import (
     Observation,
 )
 from .rules import ContractViolation, CouldNotJudge, Portability
-from .target import Target, read_worker_config
+from .target import CALL_LIMIT_SLACK, Target, read_worker_config
 from .watch import Stall
 
 CONFIG_KEYS = frozenset({"BACKENDLESS"})
@@ -551,7 +551,7 @@ def check_calls_bounded(target: Target, obs: Observation) -> None:
             13,
             f"on a stalled server (the kit's relay kept the connection open and sent nothing back, as a hung job, "
             f"a SIGSTOPped server or a full disk do), the call neither returned nor raised within {stated}, plus "
-            f"the kit's {result.seconds - limit:.0f} s of slack; Grain has no limit of its own, so every tasklet on "
+            f"the kit's {CALL_LIMIT_SLACK:g} s of slack; Grain has no limit of its own, so every tasklet on "
             "the instance would wait forever.",
         )
     if result.wrong or result.returned_normally:

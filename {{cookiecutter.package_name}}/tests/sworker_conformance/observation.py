@@ -270,7 +270,7 @@ def run_observation(target: Target, loop: str, plan: Plan, budget_deadline: floa
     with GarbageCatcher():  # what earlier runs left and is collected only now: not this run's
         gc.collect()
     # What the module leaks (a server process it never stops, a socket, a coroutine never awaited)
-    # warns or is "ignored" when it is collected: the kit records it with this run (see _collected).
+    # warns or is "ignored" when it is collected: the kit records it with this run (GarbageCatcher).
     with GarbageCatcher() as garbage, environ(target.during_runs()):
         thread = threading.Thread(target=main, name=f"sworker-kit-{loop}", daemon=True)
         thread.start()
@@ -318,8 +318,9 @@ _LEFT_BEHIND = re.compile(r"unclosed|still running|never awaited|was garbage col
 class GarbageCatcher:
     """Records, while a run lasts, the warnings and "Exception ignored in" reports of what it leaves behind.
 
-    Both hooks are process-wide (the run is in another thread); other warnings (a library's
-    DeprecationWarning) are let through as they were.
+    Both hooks are process-wide (the run is in another thread). Other warnings (a library's
+    DeprecationWarning) keep their filters: one that is an error (``-W error``) raises in the module's
+    code as before; one that would only be shown is dropped, as the module's own business.
     """
 
     def __init__(self) -> None:

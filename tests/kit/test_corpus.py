@@ -10,6 +10,7 @@ from __future__ import annotations
 import statistics
 from collections.abc import Iterator
 
+import anyio
 import pytest
 from sworker_conformance.footprint import Footprint
 from sworker_conformance.instance import describe
@@ -17,7 +18,7 @@ from sworker_conformance.judge import Judge
 from sworker_conformance.rules import CouldNotJudge
 from sworker_conformance.target import VERDICT_SLACK
 
-from tests.kit.sworkers._parts import LEAKED  # the name the corpus modules import it by
+from tests.kit.sworkers._parts import KEPT_FOR_THE_PROCESS, LEAKED  # the name the corpus modules import it by
 
 from .corpus import BROKEN, GOOD, PACKAGE, PROBE, SERVICE, Case
 from .verdicts import CALL_LIMIT, CLEANUP_LIMIT, STARTUP_TIMEOUT, failing, judge, target_for
@@ -89,6 +90,8 @@ def _nothing_left() -> Iterator[None]:
     yield
     while LEAKED:
         LEAKED.pop().close()
+    while KEPT_FOR_THE_PROCESS:
+        anyio.run(KEPT_FOR_THE_PROCESS.pop().aclose, backend="trio")
     left = Footprint.now().added_since(before)
     left.kill()
     assert not left, f"left behind: {left.describe()}"

@@ -40,6 +40,8 @@ CALL_LIMIT_ENV = "KIT_CALL_LIMIT"
 DEFAULT_CALL_LIMIT = 10.0
 #: Sockets the leaky corpus modules never close (the tests close them afterwards).
 LEAKED: list[socket.socket] = []
+#: Clients a module keeps for the whole process (one per process is fine on Grain): the tests close them.
+KEPT_FOR_THE_PROCESS: list[Any] = []
 
 
 def call_limit() -> float:

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 
-from ._parts import call_limit
+from ._parts import KEPT_FOR_THE_PROCESS, call_limit
 from .good_http_backendless import GRAIN_SWORKER_CONFIG, HttpEchoClient, grain_run_sworker, service_url
 
 __all__ = ["GRAIN_SWORKER_CONFIG", "grain_context", "grain_run_sworker"]
@@ -25,4 +25,5 @@ async def grain_context() -> AsyncIterator[HttpEchoClient]:
     global _client
     if _client is None:  # made once per process, kept for the next instance
         _client = HttpEchoClient(httpx.AsyncClient(base_url=service_url(), timeout=call_limit()))
+        KEPT_FOR_THE_PROCESS.append(_client)  # (so that the kit's tests can close it when they are done)
     yield _client

@@ -16,7 +16,7 @@ from sworker_conformance.footprint import Footprint
 from sworker_conformance.instance import describe
 from sworker_conformance.judge import Judge
 from sworker_conformance.rules import CouldNotJudge
-from sworker_conformance.target import VERDICT_SLACK
+from sworker_conformance.target import CALL_LIMIT_SLACK, VERDICT_SLACK
 
 from tests.kit.sworkers._parts import KEPT_FOR_THE_PROCESS, LEAKED  # the name the corpus modules import it by
 
@@ -175,6 +175,13 @@ def test_what_keeps_the_kit_from_judging_is_said_in_one_line(case: Case, rules: 
             referee.verdict(rule, "trio")
         assert unjudged.value.blocking and says in str(unjudged.value), unjudged.value
         assert "\n" not in str(unjudged.value)
+
+
+def test_a_call_with_no_limit_is_judged_within_the_stated_limit_and_the_slack() -> None:
+    """The stalled server's wait is the stated call limit plus the kit's slack, once: the rest of the run is quick."""
+    verdicts, seconds = judge(Case("r13_no_call_limit", 13, SERVICE))
+    assert verdicts["trio"][13].startswith("Rule 13:"), verdicts["trio"][13]
+    assert CALL_LIMIT + CALL_LIMIT_SLACK <= seconds < CALL_LIMIT + CALL_LIMIT_SLACK + 4, seconds
 
 
 @pytest.mark.parametrize("module", ["r10_empty_on_eof", "r10_empty_on_reset"])

@@ -294,6 +294,14 @@ def _records(obs: Observation) -> list[Record]:
 def check_event_loop_friendly(target: Target, obs: Observation) -> None:
     """Runs under trio (asyncio-only code fails there) and never blocks the event loop while it works."""
     _run_happened(obs, 7)
+    asyncio_only = _needs_asyncio(obs)
+    if asyncio_only is not None and obs.garbage:  # what it left behind is this rule's, not the kit's nor Rule 6's
+        _violation(
+            7,
+            f"{asyncio_only.observed} What it had made was then left to the garbage collector: "
+            f"{'; '.join(obs.garbage[:2])}.",
+            asyncio_only.fix,
+        )
     _first_failed(7, obs.start_error, obs.context_error, obs.probe_violation)
     stage, stall = obs.abandoned, obs.blocked
     if stage is not None and stall is not None and stage.rule in (5, 7, 8, 10, 13):
@@ -544,8 +552,6 @@ def check_calls_bounded(target: Target, obs: Observation) -> None:
         if obs.stall_skipped:
             raise CouldNotJudge(13, obs.stall_skipped)
         _stopped_before(obs, 13, "the call on a stalled server")
-    if result.not_judged:
-        raise CouldNotJudge(13, result.not_judged)
     if result.hung:
         _violation(
             13,

@@ -202,7 +202,8 @@ def classify(exc: BaseException, what: str, loop: str) -> ContractViolation | Po
     if (violation := first_violation(exc)) is not None:
         return violation
     if loop == "trio" and needs_asyncio(exc):
-        return ContractViolation(7, f"{what} needs asyncio: under trio, which Grain runs, it raised {describe(exc)}.")
+        raised = describe(exc).rstrip(".")
+        return ContractViolation(7, f"{what} needs asyncio: under trio, which Grain runs, it raised {raised}.")
     if loop == "asyncio" and needs_trio(exc):
         return Portability(f"{what} needs trio: under asyncio it raised {describe(exc)}")
     return None

@@ -104,7 +104,6 @@ class DeadEnding:
 class StalledCall:
     """What one call did on a stalled server: connection open, no byte back (rule 13)."""
 
-    not_judged: str = ""
     #: It neither returned nor raised within the stated limit and the kit's slack.
     hung: bool = False
     returned: Any = None

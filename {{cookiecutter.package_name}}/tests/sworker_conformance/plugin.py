@@ -24,6 +24,7 @@ import trio
 from .checks import CALL_RULES
 from .instance import describe
 from .judge import Judge
+from .observation import GarbageCatcher
 from .rules import ContractViolation, CouldNotJudge, NoProbe, Portability
 from .target import (
     CALL_LIMIT_SLACK,
@@ -50,6 +51,8 @@ RULE_OF_TEST = re.compile(r"test_rule_(\d+)_")
 _trio_failed: set[str] = set()
 _portability: list[tuple[str, str, str]] = []
 _judges: list[Judge] = []
+#: What the module's objects left to the garbage collector after its runs (collected during a later check).
+_late_garbage: list[str] = []
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -247,6 +250,18 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Generator[None, Any, None]:
+    """Catch what the module's objects leave when they are collected after its runs, during a later check:
+    it is the module's, told in the summary, never a warning that fails whichever check was running then."""
+    if item.get_closest_marker("conformance") is None:
+        yield
+        return
+    with GarbageCatcher() as late:
+        yield
+    _late_garbage.extend(text for text in late.seen if text not in _late_garbage)
+
+
 def _loop_of(item: pytest.Item) -> str | None:
     callspec = getattr(item, "callspec", None)
     return callspec.params.get("loop") if callspec else None
@@ -300,6 +315,11 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                 f"{', '.join(map(str, CALL_RULES))} (calls, concurrency, a dead server, a stalled server) were not "
                 "judged"
             )
+    if _late_garbage and _judges:
+        terminalreporter.write_line(
+            f"sworker kit: {_judges[0].target.module_name}: its objects, collected after its runs, left (Rule 6, or "
+            f"Rule 7 for asyncio-only code): {'; '.join(_late_garbage[:3])}"
+        )
     # A check that fails under trio too is a failure, reported as such: not a portability finding.
     findings: dict[str, list[str]] = {}
     for check, nodeid, message in _portability:

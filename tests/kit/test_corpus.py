@@ -116,7 +116,7 @@ def test_verdict_under_both_loops(case: Case) -> None:
         assert all(text.startswith("skip: ") and "not run under asyncio" in text for text in under_asyncio.values())
     if case.module == "good_module_level_client":  # calls not judged again, and said why: no finding
         assert all(under_asyncio[rule].startswith("skip: ") and "kept at module level" in under_asyncio[rule]
-                   for rule in (7, 8, 10, 13)), under_asyncio  # fmt: skip
+                   for rule in (5, 7, 8, 10, 13)), under_asyncio  # fmt: skip
         assert not any(text.startswith("portability") for text in under_asyncio.values()), under_asyncio
     if case.module == "chem_trio_nursery":  # trio only: portability, never a failure
         assert all(text.startswith("portability: ") and "needs trio" in text for text in under_asyncio.values())

@@ -207,6 +207,8 @@ def check_fields_survive_msgpack(obs: Observation) -> None:
 
 def check_context_accepts_fields(obs: Observation) -> None:
     _run_happened(obs, 5)
+    if obs.shared_across_runs:
+        raise CouldNotJudge(5, obs.shared_across_runs)
     _first_failed(5, obs.context_error, obs.start_error, obs.yield_error, obs.fields_error)
     if obs.abandoned is not None and obs.abandoned.rule == 5:
         _violation(

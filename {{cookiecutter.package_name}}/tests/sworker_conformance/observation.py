@@ -153,6 +153,8 @@ class Observation:
     fields: dict[str, Any] | None = None
     fields_error: ContractViolation | None = None
     context_error: AssertionError | None = None
+    #: Why the client is not judged under asyncio: an object kept at module level, made in the trio run.
+    shared_across_runs: str = ""
     #: Why the probe could not be used on a live instance (one line), if it could not.
     probe_error: str = ""
     #: The rule the probe call broke, where its failure is one (Rule 7: it needs asyncio).
@@ -735,7 +737,11 @@ async def _start_client(
             except anyio.get_cancelled_exc_class():
                 raise
             except (Exception, BaseExceptionGroup, SystemExit) as exc:
-                obs.context_error = _start_failure(exc, "grain_context(**fields) while starting", 5, obs)
+                what = "grain_context(**fields) while starting"
+                if shared := _shared_across_runs(target, exc, obs, what):
+                    obs.shared_across_runs = obs.calls_skipped = shared
+                else:
+                    obs.context_error = _start_failure(exc, what, 5, obs)
     sup.check()
     if deadline.cancel_called and client is _NOT_STARTED:
         obs.context_error = context_timed_out(limit)
@@ -756,7 +762,7 @@ async def _calls(target: Target, obs: Observation, sup: Supervisor, plan: Plan, 
                 obs.probe_error = f"the probe did not return within {target.call_timeout:g} s (--sworker-call-timeout)"
                 obs.calls_hung = True
             except (Exception, BaseExceptionGroup, SystemExit) as exc:
-                if shared := _shared_across_runs(target, exc, obs):
+                if shared := _shared_across_runs(target, exc, obs, "the probe call"):
                     obs.calls_skipped = shared
                 else:
                     obs.probe_error = _probe_failure(exc, obs)
@@ -795,16 +801,16 @@ def waiting_place(timeout: BaseException) -> str:
     return f"to retry, in {code.co_name} ({code.co_filename.rsplit('/', 1)[-1]})"
 
 
-def _shared_across_runs(target: Target, exc: BaseException, obs: Observation) -> str:
-    """Why the calls are not judged under asyncio when the probe failed in an object the trio run made and the
+def _shared_across_runs(target: Target, exc: BaseException, obs: Observation, what: str) -> str:
+    """Why the calls are not judged under asyncio when ``what`` failed in an object the trio run made and the
     module keeps at module level (e.g. one client per process): the kit's doing, not the module's (or "")."""
-    if obs.loop == "trio" or not isinstance(classify(exc, "the probe call", obs.loop), Portability):
+    if obs.loop == "trio" or not isinstance(classify(exc, what, obs.loop), Portability):
         return ""
     name = held_at_module_level(exc, target.own_modules())
     if not name:
         return ""
     return (
-        f"not judged under {obs.loop}: the probe call went through {name}, an object kept at module level and made "
+        f"not judged under {obs.loop}: {what} went through {name}, an object kept at module level and made "
         f"in the kit's trio run, and raised {describe(exc)}; Grain runs one event loop per process, so that is the "
         "kit running the module twice, not a portability problem (the calls were judged under trio)"
     )

@@ -20,15 +20,15 @@ from grain import GVAR
 from grain.delayed import delayed, each
 from grain.resource import Capacity
 
-from ..tasklet import square
+from .. import probe
 from .watch import RunFailed, Tally, Watch
 
 
-async def _recorded_square(x: float, tally: Tally, pause: float) -> float:
-    """The package's ``square``, noting where its result came from (or what went wrong there)."""
+async def _recorded(argument: Any, tally: Tally, pause: float) -> Any:
+    """The package's tasklet (``probe.TASKLET``), noting where its result came from (or what went wrong there)."""
     instance = str(GVAR.instance)
     try:
-        result: float = await square.fn(x)
+        result = await probe.TASKLET.fn(argument)
     except Exception as exc:
         tally.error(instance, exc)
         raise
@@ -38,9 +38,9 @@ async def _recorded_square(x: float, tally: Tally, pause: float) -> float:
     return result
 
 
-#: Submitted as ``(recorded_square @ Capacity(1))(x, tally, pause)``: a resource without ``N``,
+#: Submitted as ``(recorded @ Capacity(1))(argument, tally, pause)``: a resource without ``N``,
 #: so it runs on the head against the sworker; its arguments are never pickled.
-recorded_square = delayed(_recorded_square)
+recorded = delayed(_recorded)
 
 
 class Stage(Protocol):
@@ -55,19 +55,28 @@ class Stage(Protocol):
 class BatchResult:
     """The results in submission order, and the tally of who produced them when."""
 
-    xs: list[float]
-    results: list[float] = field(default_factory=list)
+    arguments: list[Any]
+    results: list[Any] = field(default_factory=list)
     joined_seconds: float | None = None
 
-    def wrong(self) -> list[tuple[float, float]]:
-        return [(x, r) for x, r in zip(self.xs, self.results, strict=False) if r != x * x]
+    def wrong(self) -> list[tuple[Any, Any]]:
+        """The (argument, result) pairs that ``probe.check`` finds wrong."""
+        return [(a, r) for a, r in zip(self.arguments, self.results, strict=False) if not _right(a, r)]
+
+
+def _right(argument: Any, result: Any) -> bool:
+    try:
+        probe.check(argument, result)
+    except AssertionError:
+        return False
+    return True
 
 
 def run_batch(
-    config: Path, xs: list[float], watch: Watch, *, pause: float = 0.0, stage: Stage | None = None
+    config: Path, arguments: list[Any], watch: Watch, *, pause: float = 0.0, stage: Stage | None = None
 ) -> BatchResult:
     """Run the batch on a head made from ``config``; :class:`RunFailed` says why it could not finish."""
-    batch = BatchResult(xs)
+    batch = BatchResult(arguments)
     tally = watch.tally
 
     async def root() -> None:
@@ -78,7 +87,7 @@ def run_batch(
                 await stage.before(watch)
                 batch.joined_seconds = time.perf_counter() - head_started
             tally.started = time.perf_counter()
-            futures = [(recorded_square @ Capacity(1))(x, tally, pause) for x in xs]
+            futures = [(recorded @ Capacity(1))(argument, tally, pause) for argument in arguments]
             batch.results.extend(await each(futures))
             group.cancel_scope.cancel()
         if stage is not None:

@@ -31,6 +31,9 @@ MAX_CONCURRENT_ENV = "{{ cookiecutter.package_name | upper }}_MAX_CONCURRENT"
 CONNECT_TIMEOUT = 10.0
 #: Closing the client's connections on the way out never takes longer than this.
 CLOSE_TIMEOUT = 5.0
+#: How many worker threads one client's blocking calls may hold at once, unless
+#: ``MAX_CONCURRENT_ENV`` says fewer: more than any V a server runs well (Grain's V bounds the calls).
+DEFAULT_THREADS = 64
 
 T = TypeVar("T")
 
@@ -98,16 +101,12 @@ async def close_shielded(resource: Closable) -> None:
         await resource.aclose()
 
 
-def thread_limiter(limit: int | None) -> anyio.CapacityLimiter:
-    """The worker threads one client's blocking calls may hold at once (``limit``, or 64 when None)."""
-    return anyio.CapacityLimiter(limit or 64)
-
-
 async def in_thread(limiter: anyio.CapacityLimiter, function: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     """Run a blocking call in a worker thread, so the head's event loop goes on meanwhile.
 
     A cancelled call returns at once and abandons its thread, which ends when the blocking
-    call does: bound that with the library's own socket timeout (the call limit).
+    call does: bound that with the library's own socket timeout (the call limit). The thread
+    holds its place in ``limiter`` until it ends, so no more than its size ever reach the server.
     """
     call = functools.partial(function, *args, **kwargs)
     return await anyio.to_thread.run_sync(call, abandon_on_cancel=True, limiter=limiter)

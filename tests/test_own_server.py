@@ -30,6 +30,13 @@ def marked_delete(readme: str) -> list[str]:
     return [path for path, whose in TABLE_ROW.findall(readme) if "delete" in whose.lower()]
 
 
+def assert_theirs(readme: str, package: str, edited: list[str]) -> None:
+    """Each edited file is one the README's table calls the author's: the swap touches no harness file."""
+    theirs = {path for path, whose in TABLE_ROW.findall(readme) if "yours" in whose.lower()}
+    assert {path.replace(f"{package}/", "PKG/") for path in theirs} >= {"PKG/the_sworker.py", "PKG/client.py"}
+    assert not set(edited) - theirs, f"{sorted(set(edited) - theirs)} are not the author's in the README's table"
+
+
 def recipe(readme: str, name: str) -> str:
     """The code block the README gives for ``name`` under ``<!-- recipe: name -->``."""
     found = re.search(rf"<!-- recipe: {re.escape(name)} -->\n```python\n(.*?)\n```", readme, re.S)
@@ -67,7 +74,8 @@ def assert_all_green(project: Path, package: str) -> None:
     demo = run([sys.executable, "-m", f"{package}.demo", "--tasks", "60", "--json"], project, timeout=DEMO_TIMEOUT)
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert '"wrong": 0' in demo.stdout.splitlines()[-1], demo.stdout[-2000:]
-    suite = run(["python", "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"], project, timeout=SUITE_TIMEOUT)
+    pytest = ["python", "-m", "pytest", "-q", "-W", "error", "-p", "no:cacheprovider"]
+    suite = run(pytest, project, timeout=SUITE_TIMEOUT)
     summary = suite.stdout.strip().splitlines()[-1] if suite.stdout.strip() else ""
     assert suite.returncode == 0, suite.stdout[-6000:] + suite.stderr[-3000:]
     assert " passed" in summary and "failed" not in summary and "error" not in summary, summary
@@ -82,6 +90,7 @@ def test_the_stand_in_moved_outside_the_package_passes_as_the_authors_server(var
     elsewhere.mkdir()
     server = shutil.copy(project / package / "demo" / "server.py", elsewhere / "my_server.py")
     delete_what_the_readme_marks(project, package)
+    assert_theirs((project / "README.md").read_text(), package, [f"{package}/the_sworker.py"])
     set_server(
         project / package / "the_sworker.py",
         f'SERVER_COMMAND: list[str] = [sys.executable, "{server}", "--host", "{{host}}", "--port", "{{port}}"]\n',
@@ -112,6 +121,7 @@ def test_the_readme_recipe_for_a_sync_client_library_runs_a_real_redis_server(tm
     # 6. Delete the stand-in and its tests, and the old client's tests.
     delete_what_the_readme_marks(project, package)
     (project / "tests" / "test_json_lines_client.py").unlink()
+    assert_theirs(readme, package, ["pyproject.toml", f"{package}/the_sworker.py", f"{package}/client.py"])
     # 7. Everything green.
     assert_all_green(project, package)
     typed = run(["mypy", package], project)

@@ -2,6 +2,9 @@
 
 import signal
 from collections.abc import Iterator
+{%- if not cookiecutter.backendless %}
+from pathlib import Path
+{%- endif %}
 
 import psutil
 import pytest
@@ -40,6 +43,16 @@ def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(LOG_DIR_ENV, str(tmp_path_factory.mktemp("server-logs")))
         yield
+
+
+@pytest.fixture
+def server_log_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's servers log here, apart from every other test's: each notes its pid beside its log
+    while it runs (``server_support.running_servers`` finds it so)."""
+    path = tmp_path / "server-logs"
+    path.mkdir()
+    monkeypatch.setenv(LOG_DIR_ENV, str(path))
+    return path
 
 
 @pytest.fixture

@@ -59,16 +59,6 @@ class Demo:
             assert time.monotonic() < deadline, f"the demo did not print {text!r} within {timeout:g} s\n{self.output()}"
             time.sleep(0.05)
 
-    def child(self, module: str) -> psutil.Process:
-        """The one process the demo started (at any depth) that runs ``python -m module``."""
-        found = [
-            child
-            for child in psutil.Process(self.process.pid).children(recursive=True)
-            if module in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE
-        ]
-        assert len(found) == 1, f"processes running {module}: {found}"
-        return found[0]
-
     def finish(self, timeout: float) -> tuple[int, float]:
         """The demo's exit code once it has ended by itself, and the seconds it ran."""
         try:

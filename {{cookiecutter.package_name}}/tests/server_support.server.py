@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 from demo_support import Demo
-from lifecycle_support import alive, descendants, kill, wait_until
+from lifecycle_support import alive, command_line, descendants, kill, wait_until
 
 from {{ cookiecutter.package_name }} import the_sworker
 
@@ -63,7 +63,12 @@ def signal_the_demo(run: Demo, signum: signal.Signals, limit: float, log_dir: Pa
         servers = running_servers(log_dir).values()
         assert servers and all(server in started for server in servers), (servers, started, run.output())
         run.process.send_signal(signum)
-        wait_until(lambda: not any(alive(p.pid) for p in started), limit, f"what the demo started, after {signum.name}")
+        what = f"what the demo started, after {signum.name}"
+        try:
+            wait_until(lambda: not any(alive(p.pid) for p in started), limit, what)
+        except AssertionError as failure:
+            running = [command_line(p) for p in started if alive(p.pid)]
+            raise AssertionError(f"{failure}; still running: {running}\n{run.output()}") from None
         wait_until(lambda: run.process.poll() is not None, limit, f"the demo exits on {signum.name}")
     finally:
         kill(started)

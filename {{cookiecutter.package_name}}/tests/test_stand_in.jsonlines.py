@@ -176,10 +176,11 @@ def steady_per_s(folder: Path, tasks: int, capacity: int) -> float:
 
 @pytest.mark.real_grain
 def test_capacity_four_runs_four_requests_at_once_on_real_grain(tmp_path: Path) -> None:
-    """200 tasklets on a server that works 10 ms each: V=4 is about 4x V=1 (2.5x asserted: a busy 2-core machine)."""
+    """A server that works 10 ms per request: 200 tasklets at V=4 run about 4x as many a second as 100 at V=1
+    (2.5x asserted: a busy 2-core machine)."""
     speedups = []
     for _ in range(2):  # a second try only if a burst of load from elsewhere spoiled the first
-        speedups.append(steady_per_s(tmp_path, 200, 4) / steady_per_s(tmp_path, 200, 1))
+        speedups.append(steady_per_s(tmp_path, 200, 4) / steady_per_s(tmp_path, 100, 1))
         if speedups[-1] >= 2.5:
             break
     assert max(speedups) >= 2.5, f"V=4 over V=1: {speedups}"

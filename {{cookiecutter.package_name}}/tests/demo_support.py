@@ -76,7 +76,7 @@ class Demo:
 
 
 @contextmanager
-def demo(folder: Path, *args: str, env: Mapping[str, str] = (), cwd: Path = PROJECT) -> Iterator[Demo]:
+def demo(folder: Path, *args: str, env: Mapping[str, str] | None = None, cwd: Path = PROJECT) -> Iterator[Demo]:
     """Start the demo with ``args``; on exit, its whole session is killed and reaped.
 
     Its temporary files, the logs a failed run keeps included, go to ``folder`` (``TMPDIR``).
@@ -90,7 +90,7 @@ def demo(folder: Path, *args: str, env: Mapping[str, str] = (), cwd: Path = PROJ
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
-            env={**environment, **dict(env)},
+            env={**environment, **(env or {})},
             cwd=cwd,
             start_new_session=True,
         )
@@ -105,7 +105,7 @@ def demo(folder: Path, *args: str, env: Mapping[str, str] = (), cwd: Path = PROJ
 
 
 def demo_summary(
-    folder: Path, *args: str, env: Mapping[str, str] = (), timeout: float = DEMO_TIMEOUT
+    folder: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = DEMO_TIMEOUT
 ) -> dict[str, Any]:
     """Run the demo with ``args`` and ``--json`` to its end; its summary, once it has exited 0."""
     with demo(folder, *args, "--json", env=env) as run:

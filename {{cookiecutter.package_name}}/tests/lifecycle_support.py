@@ -82,7 +82,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -179,8 +179,8 @@ def run_trio(function: Callable[[], Awaitable[object]]) -> None:
 async def start_and_connect() -> AsyncIterator[tuple[Any, dict[str, Any]]]:
     """The sworker's instance and its client, entered as Grain enters them: the client, and the
     fields it was given (those the instance yielded, its name aside)."""
-    async with the_sworker.grain_run_sworker() as fields:
-        fields = dict(fields)
+    async with the_sworker.grain_run_sworker() as yielded:
+        fields: dict[str, Any] = dict(yielded)
         fields.pop("name")
         async with the_sworker.grain_context(**fields) as client:
             yield client, fields

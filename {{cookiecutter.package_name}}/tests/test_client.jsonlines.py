@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import anyio
 import psutil
@@ -286,25 +287,26 @@ def test_a_call_that_ends_while_the_watchdog_closes_another_is_never_cut_short(r
 
     async def main() -> None:
         client = Client("127.0.0.1", 9, "unused", call_timeout=5)
+        deadlines: dict[Any, float] = client._deadlines  # the books, with these stand-ins for connections
         second = ClosingConnection()
         new_call: list[float] = []  # the deadline of a new call on the second connection, if one took it
 
         def second_call_ends() -> None:  # what the end of Client._exchange does with the books
-            in_time = client._deadlines.pop(second, None) is not None
+            in_time = deadlines.pop(second, None) is not None
             if in_time and reused:
                 new_call.append(anyio.current_time() + 5)
-                client._deadlines[second] = new_call[0]
+                deadlines[second] = new_call[0]
 
         first = ClosingConnection(meanwhile=second_call_ends)
         past = anyio.current_time() - 1
-        client._deadlines.update({first: past, second: past})
+        deadlines.update({first: past, second: past})
         with anyio.move_on_after(0.1):  # one pass, then the watchdog sleeps (at most WATCH_INTERVAL)
             await client._expire_stalled_calls()
         assert first.closed
-        assert first not in client._deadlines
+        assert first not in deadlines
         if new_call:  # the new call keeps its deadline and its connection
-            assert client._deadlines.get(second) == new_call[0] and not second.closed
+            assert deadlines.get(second) == new_call[0] and not second.closed
         else:  # the second call was expired first: its connection is closed, its books cleared
-            assert second.closed and second not in client._deadlines
+            assert second.closed and second not in deadlines
 
     anyio.run(main, backend="trio")

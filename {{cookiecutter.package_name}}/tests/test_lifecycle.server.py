@@ -488,7 +488,7 @@ def test_the_server_log_is_bounded_however_much_the_server_prints(tmp_path: Path
 
 
 def age(process: psutil.Process) -> float:
-    return time.time() - process.create_time()
+    return time.time() - float(process.create_time())
 
 
 @pytest.mark.real_grain

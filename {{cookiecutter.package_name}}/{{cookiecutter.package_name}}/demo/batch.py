@@ -7,12 +7,13 @@ batch, and each tasklet records on which instance its result came back, and when
 
 from __future__ import annotations
 
+import signal
 import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import anyio
 import grain.delayed
@@ -83,6 +84,7 @@ def run_batch(
         head_started = time.perf_counter()
         async with anyio.create_task_group() as group:
             group.start_soon(watch.run)
+            group.start_soon(_interrupt_on_sigint)
             if stage is not None:
                 await stage.before(watch)
                 batch.joined_seconds = time.perf_counter() - head_started
@@ -107,6 +109,18 @@ def run_batch(
             raise  # SystemExit, or a cancellation: not ours to explain
         raise RunFailed(_head_crash(errors[0], tally)) from exc
     return batch
+
+
+async def _interrupt_on_sigint() -> NoReturn:
+    """Ctrl-C (and SIGTERM, which acts as it) raises KeyboardInterrupt here, in the head's own task.
+
+    Left to trio, it lands in whatever task runs at that moment: inside a tasklet, Grain 0.17's head
+    takes it for the tasklet's failure (``execf`` catches BaseException) and the run goes on.
+    """
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            break
+    raise KeyboardInterrupt
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:

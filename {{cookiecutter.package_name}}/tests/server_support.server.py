@@ -54,6 +54,14 @@ def running_servers(log_dir: Path) -> dict[str, psutil.Process]:
     return found
 
 
+def the_server(log_dir: Path) -> psutil.Process:
+    """The one server running with its log in ``log_dir``: the one ``SERVER_COMMAND`` started."""
+    servers = running_servers(log_dir)
+    assert len(servers) == 1, f"servers with their pid file in {log_dir}: {servers}"
+    (server,) = servers.values()
+    return server
+
+
 def signal_the_demo(run: Demo, signum: signal.Signals, limit: float, log_dir: Path) -> None:
     """Once the demo has a result (so its server runs, with its logs in ``log_dir``), send it ``signum``:
     everything it started, the server included, and the demo itself must end within ``limit``."""

@@ -17,7 +17,7 @@ import anyio
 import psutil
 import pytest
 from lifecycle_support import start_and_connect, suspend
-from server_support import running_servers, use_server
+from server_support import the_server, use_server
 
 from {{ cookiecutter.package_name }}.client import Client
 from {{ cookiecutter.package_name }}.client_support import (
@@ -209,7 +209,7 @@ def test_every_call_after_the_server_is_killed_raises_the_first_one_too(
         async with start_and_connect() as (client, fields):
             values = [float(x) for x in range(4)]
             assert await outcomes(client, values) == echoed(values)  # 4 idle connections now
-            (server,) = running_servers(server_log_dir).values()
+            server = the_server(server_log_dir)
             server.kill()
             server.wait(5)
             for attempt in range(6):  # the 4 idle connections (EOF), then new ones (refused)
@@ -247,7 +247,7 @@ def test_calls_to_a_stopped_server_raise_within_the_limit_naming_it(
         async with start_and_connect() as (client, fields):
             port = fields["port"]
             assert await client.call("echo", value=2.0) == 2.0
-            (server,) = running_servers(server_log_dir).values()
+            server = the_server(server_log_dir)
             suspend(server)  # SIGSTOP: the kernel still accepts connections, nothing answers
             try:
                 for concurrent in (1, 3):  # on the idle connection, then on new ones as well

@@ -37,7 +37,7 @@ from lifecycle_support import (
     suspend,
     wait_until,
 )
-from server_support import LISTENING_SERVER, running_servers, signal_the_demo, use_server
+from server_support import LISTENING_SERVER, running_servers, signal_the_demo, the_server, use_server
 
 from {{ cookiecutter.package_name }} import lifeline, probe, the_sworker
 from {{ cookiecutter.package_name }}.client_support import (
@@ -90,14 +90,6 @@ anyio.run(main, backend="trio")
 
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
-
-
-def the_server(log_dir: Path) -> psutil.Process:
-    """The one server running with its log in ``log_dir``: the one ``SERVER_COMMAND`` started."""
-    servers = running_servers(log_dir)
-    assert len(servers) == 1, f"servers with their pid file in {log_dir}: {servers}"
-    (server,) = servers.values()
-    return server
 
 
 @pytest.fixture

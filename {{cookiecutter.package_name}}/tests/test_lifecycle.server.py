@@ -185,25 +185,30 @@ def test_a_server_that_never_listens_fails_within_the_configured_timeout(monkeyp
     run_trio(main)
 
 
-@pytest.mark.parametrize("where", ["SERVER_COMMAND", "SERVER_FILES"])
+#: The placeholders each setting takes: ``{secret}`` only in a file, never on a command line.
+IN_COMMAND = "the placeholders are {host}, {port}, {workdir}, {secret_file}"
+IN_FILES = "the placeholders are {secret}, {host}, {port}, {workdir}, {secret_file}"
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "unknown", "known"),
+    [
+        pytest.param("SERVER_COMMAND", ["redis-server", "{config}"], "{config}", IN_COMMAND, id="command"),
+        pytest.param("SERVER_COMMAND", ["server", "--password", "{secret}"], "{secret}", IN_COMMAND, id="secret"),
+        pytest.param("SERVER_FILES", {"redis.conf": "requirepass {password}"}, "{password}", IN_FILES, id="files"),
+    ],
+)
 def test_an_unknown_placeholder_names_the_known_ones_and_leaves_no_workdir(
-    where: str, monkeypatch: pytest.MonkeyPatch, private_tmp: Path
+    setting: str, value: object, unknown: str, known: str, monkeypatch: pytest.MonkeyPatch, private_tmp: Path
 ) -> None:
-    if where == "SERVER_COMMAND":
-        monkeypatch.setattr(the_sworker, "SERVER_COMMAND", ["redis-server", "{config}"])
-        known = "the placeholders are {host}, {port}, {workdir}, {secret_file}"
-    else:
-        monkeypatch.setattr(the_sworker, "SERVER_FILES", {"redis.conf": "requirepass {password}\n"})
-        known = "the placeholders are {secret}, {host}, {port}, {workdir}, {secret_file}"
+    monkeypatch.setattr(the_sworker, setting, value)
 
     async def main() -> None:
         with pytest.raises(ServerStartError) as raised:
             async with the_sworker.grain_run_sworker():
-                pytest.fail("started with an unknown placeholder")
+                pytest.fail(f"started with {unknown} in {setting}")
         message = str(raised.value)
-        assert message.startswith(where) and " is not a placeholder; " in message, message
-        assert ("{config}" if where == "SERVER_COMMAND" else "{password}") in message
-        assert known in message, message
+        assert message.startswith(setting) and f"{unknown} is not a placeholder; {known}" in message, message
 
     run_trio(main)
     assert list(private_tmp.iterdir()) == []

@@ -159,7 +159,7 @@ def test_the_packages_client_gets_its_results_and_its_refusals() -> None:
     async def main() -> None:
         async with start_and_connect() as (client, _):
             assert await client.square(5.0) == 25.0
-            with pytest.raises(RemoteError, match=r"HTTP 400\): square needs a number, got None"):
+            with pytest.raises(RemoteError, match=r"refused 'square': square needs a number, got None \(HTTP 400\)"):
                 await client.call("square", y=5)
 
     run_trio(main)

@@ -130,10 +130,10 @@ class Client:
             reply = None
         if response.is_error:
             detail = reply.get("error") if isinstance(reply, dict) else None
-            refused = f"the secret on {what}" if response.status_code in (401, 403) else what
+            refused = f"the secret at {what}" if response.status_code in (401, 403) else what
             raise RemoteError(
-                f"server at {self._address} refused {refused} (HTTP {response.status_code}): "
-                f"{detail or response.text[:MAX_QUOTED]}"
+                f"server at {self._address} refused {refused}: "
+                f"{detail or response.text[:MAX_QUOTED]} (HTTP {response.status_code})"
             )
         if reply is None:
             raise RemoteError(f"server at {self._address} sent a reply to {what} that is not JSON")

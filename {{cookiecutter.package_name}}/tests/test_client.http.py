@@ -142,6 +142,22 @@ class Odd(Handler):
 serve(Odd)
 """
 )
+#: Closes a connection that was idle over 1.2 s when the next request comes on it, unanswered: the
+#: race that a server's keep-alive timeout (uvicorn's 5 s, gunicorn's 2 s) makes, made certain.
+IDLE_CLOSING_SERVER = (
+    HTTP_SERVER
+    + """
+class IdleClosing(Handler):
+    last = 0.0
+    def do_POST(self):
+        if self.last and time.monotonic() - self.last > 1.2:
+            self.close_connection = True
+            return
+        Handler.do_POST(self)
+        self.last = time.monotonic()
+serve(IdleClosing)
+"""
+)
 #: Passes the check at connect, then resets the connection (RST, not FIN) at every call.
 RESET_SERVER = (
     HTTP_SERVER
@@ -429,6 +445,20 @@ def test_a_connection_reset_raises(monkeypatch: pytest.MonkeyPatch) -> None:
                 with pytest.raises(ServerGoneError, match=r"lost the connection .* during 'square'"):
                     result = await client.square(3.0)
                     pytest.fail(f"a reset connection returned {result!r}")
+
+    anyio.run(main, backend="trio")
+
+
+def test_a_connection_idle_for_longer_than_a_server_keeps_one_is_not_used_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    use_server(monkeypatch, IDLE_CLOSING_SERVER)
+
+    async def main() -> None:
+        async with start_and_connect() as (client, _):
+            assert await client.square(2.0) == 4.0
+            await anyio.sleep(1.3)  # past KEEPALIVE_EXPIRY (1 s): the next call opens a new connection
+            assert await client.square(3.0) == 9.0
 
     anyio.run(main, backend="trio")
 

@@ -38,6 +38,10 @@ from .client_support import (
 #: the secret. Point it at your server's own health route, one that checks the token.
 HEALTH_PATH = "/health"
 CONNECT_CHECK = f"the check at connect (GET {HEALTH_PATH})"
+#: Seconds an idle connection is kept for the next call: less than servers keep one (uvicorn 5 s,
+#: gunicorn 2 s), so a call is never sent on a connection that the server is closing, where it
+#: would fail as if the server were gone. A busy client never lets one idle that long.
+KEEPALIVE_EXPIRY = 1.0
 #: The most of a reply quoted in an error.
 MAX_QUOTED = 200
 _JSON = {"Content-Type": "application/json"}
@@ -69,7 +73,11 @@ class Client:
             timeout=httpx.Timeout(None, connect=min(CONNECT_TIMEOUT, call_timeout)),
             # One connection per call in flight, each kept for the next call: a pool smaller than
             # V would make calls wait for a connection, and closing the extra ones costs a connect.
-            limits=httpx.Limits(max_connections=max_concurrent, max_keepalive_connections=max_concurrent),
+            limits=httpx.Limits(
+                max_connections=max_concurrent,
+                max_keepalive_connections=max_concurrent,
+                keepalive_expiry=KEEPALIVE_EXPIRY,
+            ),
             # The head reaches the server it started directly: no proxy or .netrc from the environment.
             trust_env=False,
         )

@@ -158,6 +158,16 @@ class IdleClosing(Handler):
 serve(IdleClosing)
 """
 )
+#: Has no health route: GET answers 404 with a page that is not JSON.
+NO_HEALTH_SERVER = (
+    HTTP_SERVER
+    + """
+class NoHealth(Handler):
+    def do_GET(self):
+        self.reply(404, b"Not Found")
+serve(NoHealth)
+"""
+)
 #: Passes the check at connect, then resets the connection (RST, not FIN) at every call.
 RESET_SERVER = (
     HTTP_SERVER
@@ -272,6 +282,17 @@ def test_a_wrong_address_fails_at_connect(backend: str) -> None:
                 pytest.fail("connected to a port where nothing listens")
 
     anyio.run(main, backend=backend)
+
+
+def test_a_server_without_the_health_route_fails_at_connect_naming_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    use_server(monkeypatch, NO_HEALTH_SERVER)
+
+    async def main() -> None:
+        with pytest.raises(RemoteError, match=r"refused the check at connect .*: Not Found \(HTTP 404\); HEALTH_PATH"):
+            async with start_and_connect():
+                pytest.fail("connected without a health route")
+
+    anyio.run(main, backend="trio")
 
 
 def test_a_server_that_accepts_but_never_answers_fails_connect_within_the_limit() -> None:

@@ -35,7 +35,8 @@ from .client_support import (
 )
 
 #: What the client asks at connect, with the secret: any 2xx means the server is up and takes
-#: the secret. Point it at your server's own health route, one that checks the token.
+#: the secret (the body is not read). Point it at your server's own health route, one that checks
+#: the token, so that a wrong secret fails at connect.
 HEALTH_PATH = "/health"
 CONNECT_CHECK = f"the check at connect (GET {HEALTH_PATH})"
 #: Seconds an idle connection is kept for the next call: less than servers keep one (uvicorn 5 s,
@@ -97,7 +98,7 @@ class Client:
         in ``grain_context``, not later in a tasklet."""
         client = cls(host, port, secret, call_timeout=call_timeout, max_concurrent=max_concurrent)
         try:
-            await client._request("GET", HEALTH_PATH, None, CONNECT_CHECK, CONNECT_TIMEOUT)
+            await client._send("GET", HEALTH_PATH, None, CONNECT_CHECK, min(CONNECT_TIMEOUT, call_timeout))
             yield client
         finally:
             await client.aclose()
@@ -109,19 +110,19 @@ class Client:
     async def call(self, op: str, **params: Any) -> Any:
         """POST ``params`` to ``/<op>``; the reply's result. Raises if the server is gone, stalled or refuses it."""
         async with self._turns:  # waiting for a turn is not part of the call's limit
-            reply = await self._request("POST", f"/{op}", params, repr(op))
+            response = await self._send("POST", f"/{op}", json.dumps(params).encode(), repr(op), self._call_timeout)
+        try:
+            reply = response.json()
+        except ValueError:
+            raise RemoteError(f"server at {self._address} sent a reply to {op!r} that is not JSON") from None
         if not isinstance(reply, dict) or "result" not in reply:
             raise RemoteError(f"server at {self._address} answered {op!r} without a result: {str(reply)[:MAX_QUOTED]}")
         return reply["result"]
 
-    async def _request(
-        self, method: str, path: str, params: dict[str, Any] | None, what: str, limit: float = math.inf
-    ) -> Any:
-        """One request within the call limit (and ``limit``); its reply's JSON body."""
-        limit = min(limit, self._call_timeout)
-        body = b"" if params is None else json.dumps(params).encode()
-        request = self._http.build_request(method, path, content=body, headers=_JSON if params is not None else None)
-        request.stream = _Body(body)  # the same bytes, sent without an async generator
+    async def _send(self, method: str, path: str, body: bytes | None, what: str, limit: float) -> httpx.Response:
+        """One request, within ``limit`` seconds; its response, unless the server is gone, stalled or refuses it."""
+        request = self._http.build_request(method, path, content=body, headers=_JSON if body is not None else None)
+        request.stream = _Body(body or b"")  # the same bytes, sent without an async generator
         try:
             with anyio.fail_after(limit if math.isfinite(limit) else None):
                 response = await self._http.send(request)
@@ -132,20 +133,21 @@ class Client:
         except httpx.TransportError as exc:
             lost = f"lost the connection to the server at {self._address} during {what}"
             raise ServerGoneError(f"{lost}: {type(exc).__name__} {exc}".rstrip()) from exc
+        if response.is_error:
+            raise RemoteError(self._refusal(response, what))
+        return response
+
+    def _refusal(self, response: httpx.Response, what: str) -> str:
+        """What the server said when it refused ``what``: its ``error`` text, else the start of its reply."""
         try:
             reply = response.json()
         except ValueError:
             reply = None
-        if response.is_error:
-            detail = reply.get("error") if isinstance(reply, dict) else None
-            refused = f"the secret at {what}" if response.status_code in (401, 403) else what
-            raise RemoteError(
-                f"server at {self._address} refused {refused}: "
-                f"{detail or response.text[:MAX_QUOTED]} (HTTP {response.status_code})"
-            )
-        if reply is None:
-            raise RemoteError(f"server at {self._address} sent a reply to {what} that is not JSON")
-        return reply
+        detail = (reply.get("error") if isinstance(reply, dict) else None) or response.text[:MAX_QUOTED]
+        status = response.status_code
+        refused = f"the secret at {what}" if status in (401, 403) else what
+        hint = f"; HEALTH_PATH in {__name__} names the route it asks" if what == CONNECT_CHECK and status == 404 else ""
+        return f"server at {self._address} refused {refused}: {detail} (HTTP {status}){hint}"
 
     async def aclose(self) -> None:
         """Close every connection; tolerates a server that is gone already."""

@@ -26,7 +26,7 @@ from typing import Any
 
 #: The same name as ``the_sworker.SECRET_ENV``: a stand-in does not import the sworker.
 SECRET_ENV = "{{ cookiecutter.package_name | upper }}_SERVER_SECRET"
-#: Milliseconds of simulated work per request (default 0), to show what Capacity buys.
+#: Milliseconds of simulated work per call (each POST; default 0), to show what Capacity buys.
 DELAY_ENV = "{{ cookiecutter.package_name | upper }}_DEMO_DELAY_MS"
 #: A request body may be this long; a longer one is refused (413) unread.
 MAX_BODY_BYTES = 64 * 1024

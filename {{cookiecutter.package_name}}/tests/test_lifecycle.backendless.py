@@ -48,7 +48,10 @@ PACKAGE = PROJECT / "{{ cookiecutter.package_name }}"
 pytestmark = pytest.mark.usefixtures("nothing_left_behind")
 
 #: A plain Grain head (no demo around it) submitting ``probe.TASKLET``, each holding its slot
-#: 50 ms; it writes PROGRESS after the first result. Arguments: config, progress, tasklets.
+#: 0.5 s; it writes PROGRESS after the first result. Arguments: config, progress, tasklets.
+#: Grain 0.17 takes a KeyboardInterrupt raised inside a tasklet for the tasklet's failure (its
+#: ``execf`` catches BaseException) and goes on: trio raises it where the signal finds Python code
+#: running, so the signal tests below send theirs while the head idles, its tasklets asleep.
 HEAD_SCRIPT = """
 import sys
 
@@ -65,7 +68,7 @@ config, progress, count = sys.argv[1:4]
 @delayed
 async def slow(argument):
     result = await probe.TASKLET.fn(argument)
-    await anyio.sleep(0.05)
+    await anyio.sleep(0.5)
     return result
 
 
@@ -248,6 +251,7 @@ def test_sigint_to_the_head_ends_it_with_nothing_left(tmp_path: Path, service_en
         head_process(grain.config_path, tmp_path, service_env, 3000) as head,
     ):
         wait_until(lambda: (tmp_path / "progress").exists(), 30, "first result")
+        time.sleep(0.2)  # the next tasklets have made their calls and sleep: the head idles
         head.send_signal(signal.SIGINT)
         wait_until(lambda: head.poll() is not None, 10, "head exits on SIGINT")
         assert descendants(head.pid) == []
@@ -280,8 +284,10 @@ def test_failing_tasklets_drop_the_instance_after_three_then_the_head_waits_fore
 )
 def test_nothing_the_demo_started_outlives_it(signum: signal.Signals, limit: float, tmp_path: Path) -> None:
     """The demo (the head) started the service and Gnaw: its cleanup ends them on SIGTERM, their guards on SIGKILL."""
-    with demo(tmp_path, "--tasks", "100000") as run:
+    # Each tasklet holds its slot 5 s after its call: the signal finds the head idle (see HEAD_SCRIPT).
+    with demo(tmp_path, "--tasks", "400", "--pause", "5") as run:
         run.wait_for_line("first result after", timeout=60)  # all started by then
+        time.sleep(0.2)
         started = descendants(run.process.pid)
         assert started, run.output()
         try:

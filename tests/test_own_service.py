@@ -58,7 +58,8 @@ def point_at(project: Path, package: str, command: str, url: str) -> None:
     """Set ``STAND_IN_COMMAND`` and ``STAND_IN_URL`` in demo/environment.py, as the README says."""
     environment = project / package / "demo" / "environment.py"
     text = environment.read_text()
-    text, commands = re.subn(r"^STAND_IN_COMMAND: list\[str\] \| None = .*$", command, text, count=1, flags=re.M)
+    assignment = re.compile(r"^STAND_IN_COMMAND: list\[str\] \| None = \[\n.*?^\]$", re.M | re.S)
+    text, commands = assignment.subn(lambda _: command, text, count=1)
     text, urls = re.subn(r"^STAND_IN_URL = .*$", url, text, count=1, flags=re.M)
     assert commands == urls == 1, "environment.py no longer reads as the README says"
     environment.write_text(text)

@@ -20,7 +20,12 @@ import pytest
 from lifecycle_support import listening_addresses
 
 from {{ cookiecutter.package_name }}.client import TOKEN_ENV, Client, RemoteError
-from {{ cookiecutter.package_name }}.demo.local_grain import child_environment, free_port, running_process, wait_for
+from {{ cookiecutter.package_name }}.demo.local_grain import (
+    child_environment,
+    free_port,
+    running_process,
+    wait_for,
+)
 
 MODULE = "{{ cookiecutter.package_name }}.demo.service"
 TOKEN = "stand-in-test-token"

@@ -26,7 +26,13 @@ from ..client import CALL_TIMEOUT_ENV, TOKEN_ENV, URL_ENV, required_env
 from .local_grain import LOOPBACK, child_environment, free_port, running_process, wait_for
 
 #: The command that starts the local stand-in, ``{port}`` in it filled in; None: no stand-in.
-STAND_IN_COMMAND: list[str] | None = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo.service", "--port", "{port}"]
+STAND_IN_COMMAND: list[str] | None = [
+    sys.executable,
+    "-m",
+    "{{ cookiecutter.package_name }}.demo.service",
+    "--port",
+    "{port}",
+]
 #: The stand-in's base URL, the value ``URL_ENV`` gets: an SDK's often ends in a path such as ``/v1``.
 STAND_IN_URL = "http://127.0.0.1:{port}/v1"
 #: The demo's calls take milliseconds: a stalled service fails them in seconds, not after the

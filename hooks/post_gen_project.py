@@ -54,6 +54,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "tests/test_lifecycle.backendless.py": "tests/test_lifecycle.py",
         "tests/test_client.backendless.py": "tests/test_client.py",
         "tests/test_demo_faults.backendless.py": "tests/test_demo_faults.py",
+        "tests/test_stand_in.backendless.py": "tests/test_stand_in_service.py",
     },
 }
 

@@ -54,6 +54,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "tests/test_lifecycle.backendless.py": "tests/test_lifecycle.py",
         "tests/test_client.backendless.py": "tests/test_client.py",
         "tests/test_demo_faults.backendless.py": "tests/test_demo_faults.py",
+        "tests/test_stand_in.backendless.py": "tests/test_stand_in_service.py",
     },
 }
 
@@ -130,9 +131,15 @@ def is_throwaway_render(project: Path, answers: dict[str, Any]) -> bool:
     return parent.parent == Path(tempfile.gettempdir()).resolve() and parent.name.startswith("tmp")
 
 
+#: How the next steps name a server variant's protocol.
+PROTOCOL_NAMES = {"json-lines": "JSON lines over TCP", "http": "HTTP"}
+
+
 def next_steps(package: str, variant: str) -> str:
+    kind, _, protocol = variant.partition("-")
+    speaking = f" (its client speaks {PROTOCOL_NAMES[protocol]})" if protocol else ""
     return (
-        f"Created the {variant} sworker package {package!r}. Next:\n"
+        f"Created the {kind} sworker package {package!r}{speaking}. Next:\n"
         f"  cd {package}\n"
         f"  python -m pip install --upgrade pip && python -m pip install -e '.[demo]' --group dev\n"
         f"  python -m {package}.demo        # a batch of tasklets on a real local Grain\n"

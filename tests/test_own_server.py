@@ -93,7 +93,8 @@ def test_the_stand_in_moved_outside_the_package_passes_as_the_authors_server(var
     assert_theirs((project / "README.md").read_text(), package, [f"{package}/the_sworker.py"])
     set_server(
         project / package / "the_sworker.py",
-        f'SERVER_COMMAND: list[str] = [sys.executable, "{server}", "--host", "{{host}}", "--port", "{{port}}"]\n',
+        f'SERVER_COMMAND: list[str] = [\n    sys.executable,\n    "{server}",\n    "--host",\n    "{{host}}",\n'
+        '    "--port",\n    "{port}",\n]\n',
     )
     assert_all_green(project, package)
 

@@ -1,4 +1,4 @@
-"""The demo server: a stand-in for your own (replace ``SERVER_COMMAND`` in the_sworker).
+"""The demo server, HTTP: a stand-in for your own (replace ``SERVER_COMMAND`` in the_sworker).
 
 It speaks HTTP/1.1 with keep-alive and serves only requests that carry the
 per-instance secret as ``Authorization: Bearer <secret>``, which it reads from the

@@ -22,8 +22,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..client import CALL_TIMEOUT_ENV, TOKEN_ENV, URL_ENV, required_env
-from .local_grain import LOOPBACK, child_environment, free_port, running_process, wait_for
+from ..client import CALL_TIMEOUT_ENV, TOKEN_ENV, URL_ENV, MissingSettingError, required_env
+from .local_grain import LOOPBACK, LocalGrainError, child_environment, free_port, running_process, wait_for
 
 #: The command that starts the local stand-in, ``{port}`` in it filled in; None: no stand-in.
 STAND_IN_COMMAND: list[str] | None = [
@@ -63,8 +63,11 @@ def running_service() -> Iterator[Service]:
     from the environment); stop it on exit."""
     call_timeout = {CALL_TIMEOUT_ENV: os.environ.get(CALL_TIMEOUT_ENV) or DEMO_CALL_TIMEOUT}
     if STAND_IN_COMMAND is None:
-        url = required_env(URL_ENV, "your service's base URL (environment.py starts no stand-in)")
-        token = required_env(TOKEN_ENV, "your API token for the service")
+        try:
+            url = required_env(URL_ENV, "your service's base URL (environment.py starts no stand-in)")
+            token = required_env(TOKEN_ENV, "your API token for the service")
+        except MissingSettingError as exc:  # the demo ends with this one line, not a traceback
+            raise LocalGrainError(str(exc)) from None
         yield Service({URL_ENV: url, TOKEN_ENV: token, **call_timeout}, None)
         return
     token = secrets.token_urlsafe(24)

@@ -29,6 +29,9 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "tests/test_client.server.py": "tests/test_client.py",
         "tests/server_support.server.py": "tests/server_support.py",
         "tests/test_demo_faults.server.py": "tests/test_demo_faults.py",
+        # Losing one of two instances, and a stranger's instance (issue 20).
+        "tests/loss_support.server.py": "tests/loss_support.py",
+        "tests/test_instance_loss.server.py": "tests/test_instance_loss.py",
     },
     "backendless": {
         # Only the demo harness starts processes here: it is harness, not production.

@@ -25,6 +25,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "PKG/demo/environment.server.py": "PKG/demo/environment.py",
         "PKG/demo/server.server.py": "PKG/demo/server.py",
         "PKG/server_process.server.py": "PKG/server_process.py",
+        "PKG/instance_key.server.py": "PKG/instance_key.py",
         "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
         "tests/test_client.server.py": "tests/test_client.py",
         "tests/server_support.server.py": "tests/server_support.py",
@@ -32,6 +33,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         # Losing one of two instances, and a stranger's instance (issue 20).
         "tests/loss_support.server.py": "tests/loss_support.py",
         "tests/test_instance_loss.server.py": "tests/test_instance_loss.py",
+        "tests/test_strangers.server.py": "tests/test_strangers.py",
     },
     "backendless": {
         # Only the demo harness starts processes here: it is harness, not production.

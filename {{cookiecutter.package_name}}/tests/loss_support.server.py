@@ -14,9 +14,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
@@ -92,14 +94,15 @@ class TwoInstances:
 
 @contextmanager
 def two_instances(
-    workdir: Path, *, countdown: float | None = None, env: Mapping[str, str] = ()
+    workdir: Path, *, countdown: float | None = None, second_env: Mapping[str, str] = ()
 ) -> Iterator[TwoInstances]:
-    """Gnaw and two server workers on loopback; the first with a walltime countdown if given."""
+    """Gnaw and two server workers on loopback; the first with a walltime countdown if given, the
+    second with ``second_env`` added to its environment (e.g. another user's instance key)."""
     with ExitStack() as stack, local_service() as service:
         listen = f"tcp://127.0.0.1:{free_port()}"
         config = workdir / "grain.toml"
         config.write_text(render_config(listen, SWORKER, CAPACITY, "5s"))
-        child_env = child_environment(SWORKER, {**service, **dict(env)})
+        child_env = child_environment(SWORKER, service)
         gnaw = stack.enter_context(_gnaw(listen, "5s", workdir, child_env))
         grain = TwoInstances(config, listen, child_env, gnaw.log)
         for index in range(2):
@@ -110,12 +113,57 @@ def two_instances(
             log = workdir / f"worker{index}.log"
             process = stack.enter_context(
                 running_process(
-                    [*command, "--sworker", SWORKER], log, child_env, signal.SIGINT, WORKER_STOP_TIMEOUT, cwd=workdir
+                    [*command, "--sworker", SWORKER],
+                    log,
+                    {**child_env, **dict(second_env)} if index == 1 else child_env,
+                    signal.SIGINT,
+                    WORKER_STOP_TIMEOUT,
+                    cwd=workdir,
                 )
             )
             grain.workers.append(Worker(process, log))
         wait(lambda: grain.joined() >= 2, 30, "both instances to join Gnaw", grain)
         yield grain
+
+
+class LyingServer:
+    """A stranger's server: it speaks the client's protocol and answers every call with -1."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.socket.getsockname()[1]
+        self.calls = 0
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.socket.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection, connection.makefile("rwb") as stream:
+            for line in stream:
+                request = json.loads(line)
+                self.calls += 1
+                result = "hello" if request.get("op") == "hello" else -1.0
+                stream.write(json.dumps({"id": request.get("id"), "result": result}).encode() + b"\n")
+                stream.flush()
+
+    def close(self) -> None:
+        self.socket.close()
+
+
+def register_by_hand(listen: str, name: str, fields: dict[str, Any], capacity: int = CAPACITY) -> None:
+    """Register an instance of this sworker type with Gnaw as a stranger would: one message, no worker."""
+    import trio
+    from grain.pair import notify
+    from grain.resource import Capacity
+
+    message = {"cmd": "SRG", "name": name, "res": Capacity(V=capacity), "obj": {"_stype": SWORKER, **fields}}
+    trio.run(notify, listen, message, True)
 
 
 def wait(condition: Any, timeout: float, what: str, grain: TwoInstances | None = None) -> None:
@@ -158,11 +206,14 @@ def lose(grain: TwoInstances, cause: str) -> None:
         force = ["--force"] if cause == "quit-force" else []
         command = [sys.executable, "-m", "grain.cli", "quit", *force, worker.instance_name(), "-c", str(grain.config)]
         subprocess.run(command, check=True, capture_output=True, timeout=30, env=grain.env)
-    elif cause == "scancel":
+    elif cause == "scancel":  # Slurm signals every process of the job, the server too
         server = worker.server()
         worker.process.send_signal(signal.SIGTERM)
         if server is not None:
-            server.send_signal(signal.SIGTERM)
+            try:
+                server.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
+                pass  # the worker stopped it first
     elif cause == "sigkill":
         worker.process.kill()
     elif cause == "server":

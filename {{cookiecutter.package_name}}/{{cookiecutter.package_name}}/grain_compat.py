@@ -50,6 +50,9 @@ from typing import Any
 import trio
 
 logger = logging.getLogger(__name__)
+#: The lines Grain's own head logs about its instances keep its logger and wording (the demo follows
+#: the instances by them).
+grain_logger = logging.getLogger("grain.remote_exer")
 
 #: Set to ``off`` (or ``0``, ``no``, ``false``) to leave Grain's head as it is.
 DISABLE_ENV = "{{ cookiecutter.package_name | upper }}_GRAIN_COMPAT"
@@ -215,7 +218,6 @@ class InstancePool:
         self.waiting_backendless.discard(fields.get("_stype"))
         if name in self.clients:  # a new instance under the name of one whose leaving never came
             await self.leave(name)
-        logger.info("client for specialized worker %s starting", name)
         try:
             client = GrainSpecializedRemote(name, None, None, dict(fields))
             await client.connect(self.nursery)
@@ -231,6 +233,7 @@ class InstancePool:
             return
         self.clients[name] = client
         self.announced_empty = False
+        grain_logger.info("client for specialized worker %s started", name)
 
     async def leave(self, name: str) -> None:
         """Close the instance's client (it cancels the tasklets still running on it)."""
@@ -249,8 +252,14 @@ class InstancePool:
         for name in list(self.clients):
             await self.clients.pop(name).aclose()
 
-    async def report(self, tid: int, name: str, status: str) -> None:
-        await self.executor.side_c.send({"tid": tid, "exception": status, "result": name})
+    async def report(self, tid: int, name: str, status: str, *, needed: bool = True) -> None:
+        """Tell Gnaw how a tasklet ended on ``name``. One no longer ``needed`` (its result is in) may
+        find the head closing its channel to Gnaw: there is then no one left to tell."""
+        try:
+            await self.executor.side_c.send({"tid": tid, "exception": status, "result": name})
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            if needed:
+                raise
 
     async def run_tasklet(self, tid: int, res: Any, name: str) -> None:
         """Run one tasklet Gnaw approved on instance ``name``; its result is delivered once."""
@@ -258,7 +267,7 @@ class InstancePool:
         function = executor.fnd.get(tid)
         if function is None:
             # Its result is in already: Gnaw sent it out again after losing the instance that ran it.
-            await self.report(tid, name, DROPPED)
+            await self.report(tid, name, DROPPED, needed=False)
             return
         client = self.clients.get(name)
         if client is None:
@@ -268,12 +277,13 @@ class InstancePool:
         ok, outcome = await client.execf(tid, res, function)
         if ok:
             first = executor.fnd.pop(tid, None) is not None
+            # Gnaw hears of it first: once the result is delivered, the head may close the channel.
+            await self.report(tid, name, DONE, needed=first)
             if first:
                 executor.push_result.send_nowait((tid, outcome))
                 executor._wg.done()
-            await self.report(tid, name, DONE)
         elif tid not in executor.fnd:
-            await self.report(tid, name, DROPPED)  # another run of it delivered its result meanwhile
+            await self.report(tid, name, DROPPED, needed=False)  # another run of it delivered its result meanwhile
         else:
             await self.report(tid, name, FAILED)
             trace, error = outcome

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from . import instance_key
 from .client import Client, call_timeout, max_concurrent
 from .server_process import ServerStartError, pick_free_port, running_server
 
@@ -101,16 +102,32 @@ async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
         env={SECRET_ENV: secret},
         log_path=server_log_path(host, port),
     ):
-        yield {"name": f"{{ cookiecutter.package_name }}@{host}:{port}", "host": host, "port": port, "secret": secret}
+        # The MAC proves to the head that you started this instance (see instance_key).
+        mac = instance_key.sign(host, port, secret)
+        yield {
+            "name": f"{{ cookiecutter.package_name }}@{host}:{port}",
+            "host": host,
+            "port": port,
+            "secret": secret,
+            "mac": mac,
+        }
 
 
 @asynccontextmanager
-async def grain_context(host: str, port: int, secret: str) -> AsyncIterator[Client]:
+async def grain_context(
+    host: str, port: int, secret: str, mac: str
+) -> AsyncIterator[Client | instance_key.StrangerInstanceError]:
     """Connect the client that every tasklet on this instance shares.
 
     Its limits come from the head's environment: ``client.CALL_TIMEOUT_ENV`` bounds each call,
-    ``client.MAX_CONCURRENT_ENV`` how many run at once on this instance's server.
+    ``client.MAX_CONCURRENT_ENV`` how many run at once on this instance's server. An instance that
+    cannot prove you started it is never connected to: it gets the error its tasklets raise (raising
+    here instead would crash Grain's head).
     """
+    refused = instance_key.refusal(host, port, secret, mac)
+    if refused is not None:
+        yield refused
+        return
     async with Client.connect(
         host, port, secret, call_timeout=call_timeout(), max_concurrent=max_concurrent()
     ) as client:  # closes every connection on the way out, cancelled or not

@@ -34,6 +34,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "tests/loss_support.server.py": "tests/loss_support.py",
         "tests/test_instance_loss.server.py": "tests/test_instance_loss.py",
         "tests/test_strangers.server.py": "tests/test_strangers.py",
+        "tests/test_instance_key.server.py": "tests/test_instance_key.py",
     },
     "backendless": {
         # Only the demo harness starts processes here: it is harness, not production.

@@ -91,7 +91,7 @@ def _targets() -> dict[str, Any]:
 
     executor = grain.remote_exer.RemoteExecutor
     return {
-        "grain.remote_exer.RemoteExecutor.run_sworker_clients": executor.run_sworker_clients,
+        "grain.remote_exer.RemoteExecutor.run_sworker_clients": _state["original"] or executor.run_sworker_clients,
         # `_sender` fills `fnd` before Gnaw can dispatch a tasklet and counts it once in `_wg`;
         # `run` and `sealer` wait on `_wg` and read results from Gnaw's other channel.
         "grain.remote_exer.RemoteExecutor._sender": executor._sender,

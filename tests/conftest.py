@@ -40,8 +40,18 @@ PRODUCTION_FILES = {
         "server_process.py",
         "lifeline.py",
         "py.typed",
+        "grain_compat.py",  # issue 20: the head survives a lost instance
+        "instance_key.py",  # issue 20: a stranger's instance never joins
     },
-    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed"},
+    "backendless": {
+        "__init__.py",
+        "the_sworker.py",
+        "client.py",
+        "tasklet.py",
+        "probe.py",
+        "py.typed",
+        "grain_compat.py",
+    },
 }
 
 

@@ -201,6 +201,8 @@ class InstancePool:
         self.executor = executor
         self.nursery = nursery
         self.waiting_backendless = waiting_backendless
+        #: This head's own backendless types: their grain_context runs on the head's own settings.
+        self.backendless = set(waiting_backendless)
         self.clients: dict[str, Any] = {}
         #: Instances whose grain_context raised: Gnaw holds them until their tasklets fail.
         self.failed_to_join: set[str] = set()
@@ -212,7 +214,11 @@ class InstancePool:
         return not self.waiting_backendless
 
     async def join(self, name: str, fields: dict[str, Any]) -> None:
-        """Enter the instance's ``grain_context``; one that raises is left out, and logged."""
+        """Enter the instance's ``grain_context``; one that raises is left out, and logged.
+
+        Except a backendless one that fails on something else than its fields: it reads the head's
+        own settings, so its error (a missing setting) stops the head, as in Grain.
+        """
         from grain.head import GrainSpecializedRemote
 
         self.waiting_backendless.discard(fields.get("_stype"))
@@ -222,6 +228,8 @@ class InstancePool:
             client = GrainSpecializedRemote(name, None, None, dict(fields))
             await client.connect(self.nursery)
         except Exception as exc:
+            if fields.get("_stype") in self.backendless and not isinstance(exc, TypeError):
+                raise
             self.failed_to_join.add(name)
             logger.error(
                 "sworker instance %s could not join: its grain_context raised %s: %s; its tasklets go back to "

@@ -224,8 +224,12 @@ class InstancePool:
         self.waiting_backendless.discard(fields.get("_stype"))
         if name in self.clients:  # a new instance under the name of one whose leaving never came
             await self.leave(name)
+        from grain import GVAR
+
         try:
             client = GrainSpecializedRemote(name, None, None, dict(fields))
+            # Its grain_context runs in a task started from here: GVAR.instance names the instance there.
+            GVAR.instance = name
             await client.connect(self.nursery)
         except Exception as exc:
             if fields.get("_stype") in self.backendless and not isinstance(exc, TypeError):
@@ -239,6 +243,8 @@ class InstancePool:
                 exc,
             )
             return
+        finally:
+            GVAR.instance = "N/A"
         self.clients[name] = client
         self.announced_empty = False
         grain_logger.info("client for specialized worker %s started", name)

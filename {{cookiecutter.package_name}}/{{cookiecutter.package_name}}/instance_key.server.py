@@ -101,6 +101,17 @@ def _message(host: object, port: object, secret: object) -> bytes:
     return json.dumps([DOMAIN, host, port, secret]).encode()
 
 
+def _joining_name() -> str | None:
+    """The instance's name, where the head gives it (``grain_compat`` sets ``GVAR.instance`` as it joins)."""
+    from grain import GVAR
+
+    try:
+        name = GVAR.instance
+    except LookupError:
+        return None
+    return name if isinstance(name, str) and name != "N/A" and not name.endswith("(local)") else None
+
+
 def sign(host: str, port: int, secret: str) -> str:
     """The MAC ``grain_run_sworker`` yields beside the fields it covers."""
     return hmac.new(load_key(), _message(host, port, secret), hashlib.sha256).hexdigest()
@@ -120,12 +131,11 @@ def refusal(host: object, port: object, secret: object, mac: object) -> Stranger
     if address not in _reported:
         _reported.add(address)
         logger.error(
-            "REFUSED A STRANGER: a sworker instance at %s (%s@%s) tried to join this head, but %s (key: %s). "
+            "REFUSED A STRANGER: a sworker instance at %s (%s) tried to join this head, but %s (key: %s). "
             "The head never connects to it: its tasklets fail and run again on your own instances. If it is yours, "
             "its worker used another key: give the head and the workers the same %s.",
             address,
-            "{{ cookiecutter.package_name }}",
-            address,
+            _joining_name() or f"{{ cookiecutter.package_name }}@{address}",
             why,
             key_path(),
             KEY_FILE_ENV,

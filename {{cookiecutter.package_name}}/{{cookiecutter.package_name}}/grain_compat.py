@@ -16,11 +16,12 @@ server, ``grain quit`` of one worker, three failed tasklets):
   (its server died between starting and joining, or a stranger registered fields this package
   does not take) crashes the head as it joins.
 
-Rarely (about 1 head in 100 in a benchmark), a head attaching to a Gnaw at the moment an instance
-registers dies on ``assert hsmsg["cmd"] == "hsAck"``: Gnaw can write the new instance's
-``pushSWorker`` before the handshake's ``hsAck`` (``gnaw/core/sstaging.go``, ``AddFeedbackRemote``
-lists the head before it sends ``hsAck``). Both the demo (the worker registers as the head
-attaches) and a backendless head (it registers its own instance just before attaching) meet it.
+Rarely (once in about 100 heads of a benchmark, once in 1,100 backendless heads here), a head
+attaching to a Gnaw at the moment an instance registers dies on ``assert hsmsg["cmd"] == "hsAck"``:
+Gnaw can write the new instance's ``pushSWorker`` before the handshake's ``hsAck``
+(``gnaw/core/sstaging.go``, ``AddFeedbackRemote`` lists the head before it sends ``hsAck``). Both
+the demo (the worker registers as the head attaches) and a backendless head (it registers its own
+instance just before attaching) can meet it.
 
 This module replaces that one method with one that keeps the head running instead: a tasklet for
 an instance that is gone, or that could not join, is handed back to Gnaw as failed (Gnaw runs it

@@ -25,6 +25,12 @@ _SERVER: dict[str, str] = {
     "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
     "tests/server_support.server.py": "tests/server_support.py",
     "tests/test_demo_faults.server.py": "tests/test_demo_faults.py",
+    # A stranger's instance never joins; losing one of two instances (issue 20).
+    "PKG/instance_key.server.py": "PKG/instance_key.py",
+    "tests/loss_support.server.py": "tests/loss_support.py",
+    "tests/test_instance_loss.server.py": "tests/test_instance_loss.py",
+    "tests/test_strangers.server.py": "tests/test_strangers.py",
+    "tests/test_instance_key.server.py": "tests/test_instance_key.py",
 }
 
 #: variant -> {file in the template: its name in the generated package}. A file that several

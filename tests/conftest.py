@@ -40,11 +40,13 @@ _SERVER_PRODUCTION_FILES = {
     "server_process.py",
     "lifeline.py",
     "py.typed",
+    "grain_compat.py",  # the head survives a lost instance
+    "instance_key.py",  # a stranger's instance never joins
 }
 PRODUCTION_FILES = {
     "server": _SERVER_PRODUCTION_FILES,  # JSON lines
     "server-http": _SERVER_PRODUCTION_FILES,
-    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed"},
+    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed", "grain_compat.py"},
 }
 
 

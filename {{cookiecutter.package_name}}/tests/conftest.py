@@ -11,6 +11,7 @@ import pytest
 {%- if not cookiecutter.backendless %}
 
 from {{ cookiecutter.package_name }}.demo.environment import local_service
+from {{ cookiecutter.package_name }}.instance_key import KEY_FILE_ENV
 from {{ cookiecutter.package_name }}.the_sworker import LOG_DIR_ENV
 {%- endif %}
 
@@ -42,6 +43,14 @@ def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     """The servers the tests start log into a temporary folder, not into this project."""
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(LOG_DIR_ENV, str(tmp_path_factory.mktemp("server-logs")))
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def instance_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The instance key the tests make (the head's and the workers') lives in a temporary folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEY_FILE_ENV, str(tmp_path_factory.mktemp("instance-key") / "instance.key"))
         yield
 
 

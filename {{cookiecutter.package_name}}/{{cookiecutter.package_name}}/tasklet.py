@@ -10,12 +10,18 @@ from __future__ import annotations
 from grain import GVAR
 from grain.delayed import delayed
 
+from . import grain_compat
 from .client import Client
+
+# Before any head starts (a head imports its tasklets first): a lost instance must not crash it.
+grain_compat.install()
 
 
 def current_client() -> Client:
     """The client of the sworker instance this tasklet was placed on."""
     client = getattr(GVAR, "context", None)
+    if isinstance(client, Exception):  # an instance the head refused (grain_context says why)
+        raise client.with_traceback(None)
     if not isinstance(client, Client):
         raise RuntimeError(
             "this tasklet must run on a '{{ cookiecutter.package_name }}.the_sworker' instance, "

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from . import instance_key
 from .client import Client
 from .client_support import call_timeout, max_concurrent
 from .server_process import ServerStartError, fill_in, pick_free_port, private_workdir, running_server, write_private
@@ -123,16 +124,32 @@ async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
             log_path=log_path,
             pid_path=log_path.with_suffix(".pid"),
         ):
-            yield {"name": f"{{ cookiecutter.package_name }}@{host}:{port}", "host": host, "port": port, "secret": secret}
+            # The MAC proves to the head that you started this instance (see instance_key).
+            mac = instance_key.sign(host, port, secret)
+            yield {
+                "name": f"{{ cookiecutter.package_name }}@{host}:{port}",
+                "host": host,
+                "port": port,
+                "secret": secret,
+                "mac": mac,
+            }
 
 
 @asynccontextmanager
-async def grain_context(host: str, port: int, secret: str) -> AsyncIterator[Client]:
+async def grain_context(
+    host: str, port: int, secret: str, mac: str
+) -> AsyncIterator[Client | instance_key.StrangerInstanceError]:
     """Connect the client that every tasklet on this instance shares.
 
     Its limits come from the head's environment: ``client_support.CALL_TIMEOUT_ENV`` bounds each
-    call, ``client_support.MAX_CONCURRENT_ENV`` how many run at once on this instance's server.
+    call, ``client_support.MAX_CONCURRENT_ENV`` how many run at once on this instance's server. An
+    instance that cannot prove you started it is never connected to: it gets the error its tasklets
+    raise (raising here instead would crash Grain's head).
     """
+    refused = instance_key.refusal(host, port, secret, mac)
+    if refused is not None:
+        yield refused
+        return
     async with Client.connect(
         host, port, secret, call_timeout=call_timeout(), max_concurrent=max_concurrent()
     ) as client:  # closes every connection on the way out, cancelled or not

@@ -100,7 +100,7 @@ class TwoInstances:
 
 @contextmanager
 def two_instances(
-    workdir: Path, *, countdown: float | None = None, second_env: Mapping[str, str] = ()
+    workdir: Path, *, countdown: float | None = None, second_env: Mapping[str, str] | None = None
 ) -> Iterator[TwoInstances]:
     """Gnaw and two server workers on loopback; the first with a walltime countdown if given, the
     second with ``second_env`` added to its environment (e.g. another user's instance key)."""
@@ -124,7 +124,7 @@ def two_instances(
                 running_process(
                     [*command, "--sworker", SWORKER],
                     log,
-                    {**env, **dict(second_env)} if index == 1 else env,
+                    {**env, **(second_env or {})} if index == 1 else env,
                     signal.SIGINT,
                     WORKER_STOP_TIMEOUT,
                     cwd=workdir,

@@ -264,9 +264,9 @@ def test_a_wrong_secret_fails_at_connect_naming_the_refusal(backend: str, monkey
             host, port, secret = str(fields["host"]), fields["port"], str(fields["secret"])
             assert isinstance(port, int)
             with pytest.raises(RemoteError, match=rf"{host}:{port} refused the secret at .*: wrong token \(HTTP 401\)"):
-                async with the_sworker.grain_context(host, port, "not-the-secret"):
+                async with Client.connect(host, port, "not-the-secret"):
                     pytest.fail("connected with a wrong secret")
-            async with the_sworker.grain_context(host, port, secret) as client:
+            async with Client.connect(host, port, secret) as client:
                 assert await client.square(3.0) == 9.0
 
     anyio.run(main, backend=backend)
@@ -278,7 +278,7 @@ def test_a_wrong_address_fails_at_connect(backend: str) -> None:
 
     async def main() -> None:
         with pytest.raises(ServerGoneError, match=f"cannot connect to the server at 127.0.0.1:{port}"):
-            async with the_sworker.grain_context("127.0.0.1", port, "secret"):
+            async with Client.connect("127.0.0.1", port, "secret"):
                 pytest.fail("connected to a port where nothing listens")
 
     anyio.run(main, backend=backend)

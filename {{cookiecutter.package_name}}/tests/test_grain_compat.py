@@ -1,8 +1,8 @@
 """The compatibility layer for Grain's head (``grain_compat``): where it patches, and what it does.
 
 The end-to-end proof (a head losing one of two instances mid-batch) is in
-``test_instance_loss.py``; these tests pin the rules around it: it is in place once the tasklet
-module is imported, only on the Grain it was verified against, refuses anything else with one
+``test_instance_loss.py``; these tests pin the rules around it: it is in place once the package
+is imported, only on the Grain it was verified against, refuses anything else with one
 log line and patches nothing, and hands Gnaw the right answer in each race it covers.
 """
 
@@ -17,7 +17,7 @@ import trio
 import trio.testing
 from grain.remote_exer import RemoteExecutor
 
-from {{ cookiecutter.package_name }} import grain_compat, tasklet
+from {{ cookiecutter.package_name }} import grain_compat
 from {{ cookiecutter.package_name }}.grain_compat import DONE, DROPPED, FAILED, InstancePool, handshake
 
 
@@ -31,8 +31,7 @@ def fresh_layer(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     grain_compat.install()
 
 
-def test_the_tasklet_module_puts_the_layer_in_place_on_the_verified_grain() -> None:
-    assert tasklet.grain_compat is grain_compat
+def test_importing_the_package_puts_the_layer_in_place_on_the_verified_grain() -> None:
     why = grain_compat.refusal()
     assert why is None, (
         f"the compat layer refuses the installed Grain: {why}. Check that Grain still crashes (or not) when an "

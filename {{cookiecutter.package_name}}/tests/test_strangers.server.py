@@ -45,7 +45,7 @@ def test_a_stranger_registering_by_hand_again_and_again_is_never_used(
 ) -> None:
     liar = LyingServer()
     stop = threading.Event()
-    registered = []
+    registered: list[str] = []
 
     def keep_registering(listen: str) -> None:
         # Each registration under a new name: Gnaw drops the last one after three failed tasklets.

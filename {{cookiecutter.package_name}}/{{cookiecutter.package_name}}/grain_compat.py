@@ -36,8 +36,8 @@ verified against, and only while the code it replaces and relies on is that code
 (a hash of its source). Otherwise it patches nothing and logs one line saying why. The upstream
 fix it stands for: in ``run_sworker_clients``, look instances and tasklets up with ``.get`` and
 report a tasklet for a missing instance as failed, deliver a tasklet's result once, and accept
-messages before ``hsAck``. Once Grain ships it, remove this file, its import in ``tasklet.py`` and
-``demo/__init__.py``, and ``tests/test_grain_compat.py``.
+messages before ``hsAck``. Once Grain ships it, remove this file, its import and
+``install()`` in the package's ``__init__.py``, and ``tests/test_grain_compat.py``.
 Set ``{{ cookiecutter.package_name | upper }}_GRAIN_COMPAT=off`` to run Grain's head unchanged.
 """
 

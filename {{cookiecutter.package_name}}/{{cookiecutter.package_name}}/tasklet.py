@@ -10,11 +10,7 @@ from __future__ import annotations
 from grain import GVAR
 from grain.delayed import delayed
 
-from . import grain_compat
 from .client import Client
-
-# Before any head starts (a head imports its tasklets first): a lost instance must not crash it.
-grain_compat.install()
 
 
 def current_client() -> Client:

@@ -5,8 +5,3 @@ sworker, a worker), what runs beside it (``environment``), the stand-in for your
 server or service, and ``python -m {{ cookiecutter.package_name }}.demo``. The sworker
 never imports it: delete the stand-in once the sworker runs your own server or service.
 """
-
-from .. import grain_compat
-
-# Every head the demo runs survives a lost instance, whichever tasklet its batch runs (issue 20).
-grain_compat.install()

@@ -46,7 +46,9 @@ _SERVER_PRODUCTION_FILES = {
 PRODUCTION_FILES = {
     "server": _SERVER_PRODUCTION_FILES,  # JSON lines
     "server-http": _SERVER_PRODUCTION_FILES,
-    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed", "grain_compat.py"},
+    "backendless": {
+        *("__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed", "grain_compat.py"),
+    },
 }
 
 

@@ -14,21 +14,41 @@ from typing import Any
 
 ANSWERS: dict[str, Any] = json.loads(r"""{{ cookiecutter | tojson }}""")
 
-#: variant -> {file in the template: its name in the generated package}. A file that both
-#: variants list is kept by both, at the place each gives it.
+#: What both server variants hold, whatever the protocol: production code and the contract tests.
+_SERVER: dict[str, str] = {
+    # Production code of a server sworker (server_process.py uses it).
+    "PKG/lifeline.py": "PKG/lifeline.py",
+    "PKG/the_sworker.server.py": "PKG/the_sworker.py",
+    "PKG/client_support.server.py": "PKG/client_support.py",
+    "PKG/server_process.server.py": "PKG/server_process.py",
+    "PKG/demo/environment.server.py": "PKG/demo/environment.py",
+    "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
+    "tests/server_support.server.py": "tests/server_support.py",
+    "tests/test_demo_faults.server.py": "tests/test_demo_faults.py",
+    # A stranger's instance never joins; losing one of two instances (issue 20).
+    "PKG/instance_key.server.py": "PKG/instance_key.py",
+    "tests/loss_support.server.py": "tests/loss_support.py",
+    "tests/test_instance_loss.server.py": "tests/test_instance_loss.py",
+    "tests/test_strangers.server.py": "tests/test_strangers.py",
+    "tests/test_instance_key.server.py": "tests/test_instance_key.py",
+}
+
+#: variant -> {file in the template: its name in the generated package}. A file that several
+#: variants list is kept by each, at the place each gives it; one no variant lists is kept by all.
 VARIANT_FILES: dict[str, dict[str, str]] = {
-    "server": {
-        # Production code of a server sworker (server_process.py uses it).
-        "PKG/lifeline.py": "PKG/lifeline.py",
-        "PKG/the_sworker.server.py": "PKG/the_sworker.py",
-        "PKG/client.server.py": "PKG/client.py",
-        "PKG/demo/environment.server.py": "PKG/demo/environment.py",
-        "PKG/demo/server.server.py": "PKG/demo/server.py",
-        "PKG/server_process.server.py": "PKG/server_process.py",
-        "tests/test_lifecycle.server.py": "tests/test_lifecycle.py",
-        "tests/test_client.server.py": "tests/test_client.py",
-        "tests/server_support.server.py": "tests/server_support.py",
-        "tests/test_demo_faults.server.py": "tests/test_demo_faults.py",
+    "server-json-lines": {
+        **_SERVER,
+        "PKG/client.jsonlines.py": "PKG/client.py",
+        "PKG/demo/server.jsonlines.py": "PKG/demo/server.py",
+        "tests/test_client.jsonlines.py": "tests/test_json_lines_client.py",
+        "tests/test_stand_in.jsonlines.py": "tests/test_stand_in_server.py",
+    },
+    "server-http": {
+        **_SERVER,
+        "PKG/client.http.py": "PKG/client.py",
+        "PKG/demo/server.http.py": "PKG/demo/server.py",
+        "tests/test_client.http.py": "tests/test_http_client.py",
+        "tests/test_stand_in.http.py": "tests/test_stand_in_server.py",
     },
     "backendless": {
         # Only the demo harness starts processes here: it is harness, not production.
@@ -40,6 +60,7 @@ VARIANT_FILES: dict[str, dict[str, str]] = {
         "tests/test_lifecycle.backendless.py": "tests/test_lifecycle.py",
         "tests/test_client.backendless.py": "tests/test_client.py",
         "tests/test_demo_faults.backendless.py": "tests/test_demo_faults.py",
+        "tests/test_stand_in.backendless.py": "tests/test_stand_in_service.py",
     },
 }
 
@@ -58,7 +79,10 @@ PUBLIC_ONLY = (".github/workflows/release.yml",)
 
 
 def variant_of(answers: dict[str, Any]) -> str:
-    return "backendless" if answers["backendless"] is True else "server"
+    """``backendless``, or ``server-<protocol>`` (a project baked before the question: JSON lines)."""
+    if answers["backendless"] is True:
+        return "backendless"
+    return f"server-{answers.get('protocol', 'json-lines')}"
 
 
 def apply_variant(project: Path, package: str, variant: str) -> None:
@@ -72,7 +96,7 @@ def apply_variant(project: Path, package: str, variant: str) -> None:
             if name == variant:
                 source_path.replace(project / target.replace("PKG", package))
             elif source not in chosen:
-                source_path.unlink()
+                source_path.unlink(missing_ok=True)  # listed by two other variants: gone already
 
 
 def apply_license(project: Path, license_name: str) -> None:
@@ -113,16 +137,25 @@ def is_throwaway_render(project: Path, answers: dict[str, Any]) -> bool:
     return parent.parent == Path(tempfile.gettempdir()).resolve() and parent.name.startswith("tmp")
 
 
+#: How the next steps name a server variant's protocol.
+PROTOCOL_NAMES = {"json-lines": "JSON lines over TCP", "http": "HTTP"}
+
+
 def next_steps(package: str, variant: str) -> str:
+    kind, _, protocol = variant.partition("-")
+    speaking = f" (its client speaks {PROTOCOL_NAMES[protocol]})" if protocol else ""
     return (
-        f"Created the {variant} sworker package {package!r}. Next:\n"
+        f"Created the {kind} sworker package {package!r}{speaking}. Next:\n"
         f"  cd {package}\n"
         f"  python -m pip install --upgrade pip && python -m pip install -e '.[demo]' --group dev\n"
         f"  python -m {package}.demo        # a batch of tasklets on a real local Grain\n"
         f"  python -m pytest                # conformance suite and end-to-end tests\n"
         f"  pre-commit install              # lint, format and type checks on every commit, offline\n"
-        f"Then put your own {'service client' if variant == 'backendless' else 'server command'} "
-        f"in {package}/the_sworker.py (see README.md)."
+        + (
+            f"Then put in your own service's client: {package}/client.py (see README.md)."
+            if variant == "backendless"
+            else "Then put in your own server: README.md, 'Put in your own server', a checklist that ends green."
+        )
     )
 
 

@@ -34,6 +34,7 @@ def load_rules() -> ModuleType:
 
 RULES = load_rules()
 LICENSES = ("MIT", "BSD-3-Clause", "Apache-2.0", "Proprietary")
+PROTOCOLS = ("json-lines", "http")
 EMAIL = re.compile(
     r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+$"
 )
@@ -101,6 +102,11 @@ def check_license(value: object) -> None:
         raise Rejected(f"license {value!r} is not one of {', '.join(LICENSES)}: type one of those")
 
 
+def check_protocol(value: object) -> None:
+    if value not in PROTOCOLS:
+        raise Rejected(f"protocol {value!r} is not one of {', '.join(PROTOCOLS)}: type json-lines or http")
+
+
 #: How cookiecutter 2.7 and later read a yes/no answer given as text.
 YES_NO_TEXT = frozenset("yes no true false 1 0 y n on off".split())
 
@@ -135,6 +141,7 @@ def check_text(key: str, value: object, *, required: bool) -> None:
 def validate(answers: dict[str, Any]) -> None:
     """Raise ``Rejected`` for the first answer that cannot produce a working package."""
     check_backendless(answers.get("backendless"))
+    check_protocol(answers.get("protocol", PROTOCOLS[0]))
     check_text("project_name", answers.get("project_name", ""), required=True)
     check_package_name(answers.get("package_name", ""))
     check_text("description", answers.get("description", ""), required=False)

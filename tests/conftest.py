@@ -30,18 +30,25 @@ REPLAY_DIR = Path(__file__).resolve().parent / "replay"
 VARIANTS = sorted(path.stem for path in REPLAY_DIR.glob("*.json"))
 #: The files at the top of a generated package: what the author owns and what runs in production.
 #: The local Grain harness and the stand-ins live in its ``demo/`` subpackage.
+_SERVER_PRODUCTION_FILES = {
+    "__init__.py",
+    "the_sworker.py",
+    "client.py",
+    "client_support.py",
+    "tasklet.py",
+    "probe.py",
+    "server_process.py",
+    "lifeline.py",
+    "py.typed",
+    "grain_compat.py",  # the head survives a lost instance
+    "instance_key.py",  # a stranger's instance never joins
+}
 PRODUCTION_FILES = {
-    "server": {
-        "__init__.py",
-        "the_sworker.py",
-        "client.py",
-        "tasklet.py",
-        "probe.py",
-        "server_process.py",
-        "lifeline.py",
-        "py.typed",
+    "server": _SERVER_PRODUCTION_FILES,  # JSON lines
+    "server-http": _SERVER_PRODUCTION_FILES,
+    "backendless": {
+        *("__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed", "grain_compat.py"),
     },
-    "backendless": {"__init__.py", "the_sworker.py", "client.py", "tasklet.py", "probe.py", "py.typed"},
 }
 
 

@@ -141,7 +141,11 @@ def test_the_command_line_prints_the_reason_and_fails(in_tmp: Path) -> None:
 
 @pytest.mark.parametrize(
     ("answer", "complaint"),
-    [("backendless=maybe", "could not be converted to a boolean"), ("license=GPL", "provided for choice variable")],
+    [
+        ("backendless=maybe", "could not be converted to a boolean"),
+        ("license=GPL", "provided for choice variable"),
+        ("protocol=grpc", "provided for choice variable"),
+    ],
 )
 def test_answers_cookiecutter_itself_refuses_before_hooks_leave_nothing(
     in_tmp: Path, answer: str, complaint: str
@@ -290,6 +294,7 @@ def test_every_way_of_answering_rejects_the_same_way(
     [
         ("backendless", "maybe", "backendless 'maybe' is not yes or no"),
         ("license", "GPL", "license 'GPL' is not one of"),
+        ("protocol", "grpc", "protocol 'grpc' is not one of"),
     ],
 )
 def test_a_replay_file_with_answers_cookiecutter_does_not_check_is_rejected_by_the_hook(

@@ -36,9 +36,12 @@ EXPECTED_FILES = {
     ".github/dependabot.yml",
 }
 VARIANT_ONLY = {
-    "server": {"PKG/demo/server.py", "PKG/lifeline.py"},
+    "server": {"PKG/demo/server.py", "PKG/lifeline.py", "tests/test_json_lines_client.py"},
+    "server-http": {"PKG/demo/server.py", "PKG/lifeline.py", "tests/test_http_client.py"},
     "backendless": {"PKG/demo/service.py", "PKG/demo/lifeline.py"},
 }
+#: How a variant file's name in the template ends; none is left in a generated package.
+VARIANT_SUFFIXES = (".server.", ".backendless.", ".jsonlines.", ".http.")
 JINJA_RESIDUE = re.compile(r"(?<!\$)\{\{-?\s*\w|\{%-?\s|\s-?%\}|cookiecutter\.")
 
 
@@ -51,10 +54,10 @@ def test_layout_matches_the_seed_and_holds_only_the_variants_files(baked: Path, 
     files = files_of(baked)
     for expected in EXPECTED_FILES | VARIANT_ONLY[variant]:
         assert expected.replace("PKG", package) in files
-    other = "backendless" if variant == "server" else "server"
-    for unexpected in VARIANT_ONLY[other]:
-        assert unexpected.replace("PKG", package) not in files
-    assert not [name for name in files if ".server." in name or ".backendless." in name]
+    for other, other_files in VARIANT_ONLY.items():
+        for unexpected in other_files - VARIANT_ONLY[variant]:
+            assert unexpected.replace("PKG", package) not in files, other
+    assert not [name for name in files if any(suffix in name for suffix in VARIANT_SUFFIXES)]
     top_level = {path.name for path in (baked / package).iterdir() if path.is_file()}
     assert top_level == PRODUCTION_FILES[variant], "the package's top level is the author's and production's"
 
@@ -113,6 +116,16 @@ def test_pyproject_parses_and_carries_the_answers(baked: Path, variant: str) -> 
     assert project["description"] == answers["description"]
     assert project["authors"] == [{"name": answers["author_name"], "email": answers["author_email"]}]
     assert any(dep.startswith("grain-scheduler>=0.17,<0.18") for dep in project["dependencies"])
+
+
+def test_the_protocol_answer_picks_the_client_and_the_stand_in(tmp_path: Path) -> None:
+    for protocol, marker in (("json-lines", "JSON lines"), ("http", "HTTP")):
+        package = f"pkg_{protocol.replace('-', '_')}"
+        project = bake(tmp_path / protocol, protocol=protocol, package_name=package)
+        for name in ("client.py", "demo/server.py"):
+            assert marker in (project / package / name).read_text().split("\n", 1)[0], (protocol, name)
+    backendless = bake(tmp_path / "backendless", backendless="yes", protocol="http", package_name="pkg_cloud")
+    assert not (backendless / "pkg_cloud" / "client_support.py").exists()  # the question is the server's
 
 
 def test_the_backendless_answer_picks_the_variant(tmp_path: Path) -> None:

@@ -108,6 +108,7 @@ def smoke_run(project: Path, folder: Path, config: Path, *args: str) -> Iterator
     command = [sys.executable, "-m", f"{PACKAGE}.demo", "--config", str(config), "--json", *args]
     env = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
     env["PYTHONPATH"] = str(project)  # the jobs inherit it (sbatch exports the environment)
+    env[f"{PREFIX}_INSTANCE_KEY_FILE"] = str(folder / "instance.key")  # the head's and the jobs' key, kept here
     stdout, stderr = folder / "stdout", folder / "stderr"
     with netns.started(None, command, stdout, env, signal.SIGINT, 60, cwd=folder, stderr_log=stderr) as process:
         yield SmokeRun(process, folder, time.monotonic())
@@ -173,12 +174,10 @@ def test_a_job_cancelled_mid_run_ends_the_run_by_itself(
         cancelled = time.monotonic()
         code, _, summary = run.finish()
         ended_after = time.monotonic() - cancelled
-    # The other instance finishes the batch; or Grain 0.17.1 races (a tasklet re-dispatched as the
-    # instance is dropped) and its head crashes with KeyError, which the demo reports as such.
-    if code == 0:
-        assert summary["tasks"] == 400 and summary["wrong"] == 0, summary
-    else:
-        assert "KeyError" in summary["error"] and "remote_exer" in summary["error"], run.output()
+    # The other instance finishes the batch (Grain 0.17.1's own head would at times crash with
+    # KeyError here: the package's grain_compat keeps it running; issue 20).
+    assert code == 0, run.output()
+    assert summary["tasks"] == 400 and summary["wrong"] == 0, summary
     assert_nothing_left(slurm_cluster)
     print(f"scancel mid-run: the run ended {ended_after:.1f} s later, exit code {code}")
 

@@ -183,7 +183,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def child_env(project: Path, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(f"{PREFIX}_") and k != "PYTEST_ADDOPTS"}
-    return {**env, "PYTHONPATH": str(project), **extra}
+    key = {f"{PREFIX}_INSTANCE_KEY_FILE": str(project / ".instance.key")}  # the head's and the worker's, not in HOME
+    return {**env, "PYTHONPATH": str(project), **key, **extra}
 
 
 #: Where the worker's server listens: the link's address (the usual way), or every interface with

@@ -88,6 +88,7 @@ def test_answers_arrive_as_data_whatever_they_hold(tmp_path: Path) -> None:
         ("repository_url", "https://exa mple.com/x", "is not a web address"),
         ("repository_url", "ftp://example.com/x", "is not a web address"),
         ("license", "GPL", "is not one of MIT"),
+        ("protocol", "grpc", "is not one of json-lines, http"),
         ("backendless", "maybe", "is not yes or no"),
         ("backendless", "yes", "reached the template as text"),
         ("project_name", " ", "project_name is empty"),
@@ -115,7 +116,7 @@ def test_each_bad_answer_is_rejected_in_one_line_that_says_what_to_type(
 
 
 def test_valid_answers_pass(pre_gen: ModuleType) -> None:
-    for variant in ("server", "backendless"):
+    for variant in ("server", "server-http", "backendless"):
         pre_gen.validate(replay_answers(variant))
     for name in ("x", "my_sworker", "terachem2", "_private", "a" * 50):
         pre_gen.check_package_name(name)
@@ -234,9 +235,11 @@ def test_post_gen_is_idempotent_and_keeps_only_the_variant(tmp_path: Path) -> No
     first = sorted(str(p.relative_to(project)) for p in project.rglob("*"))
     module.apply_variant(project, answers["package_name"], "backendless")
     assert sorted(str(p.relative_to(project)) for p in project.rglob("*")) == first
-    assert not [name for name in first if ".server." in name or ".backendless." in name]
+    assert not [name for name in first if any(f".{v}." in name for v in ("server", "backendless", "jsonlines", "http"))]
     assert (package / "the_sworker.py").read_text() == "PKG/the_sworker.backendless.py"
     assert module.variant_of(answers) == "backendless"
+    assert module.variant_of({**answers, "backendless": False, "protocol": "http"}) == "server-http"
+    assert module.variant_of({"backendless": False}) == "server-json-lines"  # a project baked before the question
     assert json.loads(json.dumps(module.ANSWERS)) == module.ANSWERS
 
 

@@ -2,14 +2,20 @@
 
 import signal
 from collections.abc import Iterator
+{%- if not cookiecutter.backendless %}
+from pathlib import Path
+{%- endif %}
 
 import psutil
 import pytest
 from sworker_conformance.target import CallLimit
 
+{%- if cookiecutter.backendless %}
 from {{ cookiecutter.package_name }}.client import CALL_TIMEOUT_ENV
-{%- if not cookiecutter.backendless %}
+{%- else %}
+from {{ cookiecutter.package_name }}.client_support import CALL_TIMEOUT_ENV
 from {{ cookiecutter.package_name }}.demo.environment import local_service
+from {{ cookiecutter.package_name }}.instance_key import KEY_FILE_ENV
 from {{ cookiecutter.package_name }}.the_sworker import LOG_DIR_ENV
 {%- endif %}
 
@@ -51,6 +57,24 @@ def server_logs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(LOG_DIR_ENV, str(tmp_path_factory.mktemp("server-logs")))
         yield
+
+
+@pytest.fixture(scope="session", autouse=True)
+def instance_key_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The instance key the tests make (the head's and the workers') lives in a temporary folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(KEY_FILE_ENV, str(tmp_path_factory.mktemp("instance-key") / "instance.key"))
+        yield
+
+
+@pytest.fixture
+def server_log_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This test's servers log here, apart from every other test's: each notes its pid beside its log
+    while it runs (``server_support.running_servers`` finds it so)."""
+    path = tmp_path / "server-logs"
+    path.mkdir()
+    monkeypatch.setenv(LOG_DIR_ENV, str(path))
+    return path
 
 
 @pytest.fixture

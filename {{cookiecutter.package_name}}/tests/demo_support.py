@@ -59,16 +59,6 @@ class Demo:
             assert time.monotonic() < deadline, f"the demo did not print {text!r} within {timeout:g} s\n{self.output()}"
             time.sleep(0.05)
 
-    def child(self, module: str) -> psutil.Process:
-        """The one process the demo started (at any depth) that runs ``python -m module``."""
-        found = [
-            child
-            for child in psutil.Process(self.process.pid).children(recursive=True)
-            if module in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE
-        ]
-        assert len(found) == 1, f"processes running {module}: {found}"
-        return found[0]
-
     def finish(self, timeout: float) -> tuple[int, float]:
         """The demo's exit code once it has ended by itself, and the seconds it ran."""
         try:
@@ -86,7 +76,7 @@ class Demo:
 
 
 @contextmanager
-def demo(folder: Path, *args: str, env: Mapping[str, str] = (), cwd: Path = PROJECT) -> Iterator[Demo]:
+def demo(folder: Path, *args: str, env: Mapping[str, str] | None = None, cwd: Path = PROJECT) -> Iterator[Demo]:
     """Start the demo with ``args``; on exit, its whole session is killed and reaped.
 
     Its temporary files, the logs a failed run keeps included, go to ``folder`` (``TMPDIR``).
@@ -100,7 +90,7 @@ def demo(folder: Path, *args: str, env: Mapping[str, str] = (), cwd: Path = PROJ
             stdin=subprocess.DEVNULL,
             stdout=stdout,
             stderr=stderr,
-            env={**environment, **dict(env)},
+            env={**environment, **(env or {})},
             cwd=cwd,
             start_new_session=True,
         )
@@ -115,7 +105,7 @@ def demo(folder: Path, *args: str, env: Mapping[str, str] = (), cwd: Path = PROJ
 
 
 def demo_summary(
-    folder: Path, *args: str, env: Mapping[str, str] = (), timeout: float = DEMO_TIMEOUT
+    folder: Path, *args: str, env: Mapping[str, str] | None = None, timeout: float = DEMO_TIMEOUT
 ) -> dict[str, Any]:
     """Run the demo with ``args`` and ``--json`` to its end; its summary, once it has exited 0."""
     with demo(folder, *args, "--json", env=env) as run:

@@ -14,16 +14,21 @@ from typing import Any
 
 import anyio
 import psutil
-from demo_support import PROJECT, Demo
+from demo_support import PROJECT
 
 from {{ cookiecutter.package_name }} import the_sworker
 from {{ cookiecutter.package_name }}.demo.local_grain import child_environment
 
 SWORKER = "{{ cookiecutter.package_name }}.the_sworker"
 
-#: A Grain head: ``slow`` runs many slow tasklets (and writes PROGRESS after the first
-#: result), ``fail`` runs one tasklet that always raises. Arguments: mode, config, progress.
-HEAD_SCRIPT = """
+#: What the ``fail`` mode's tasklet raises, after its call went through: a failure of the tasklet's own,
+#: whatever the server.
+TASKLET_FAILURE = "this tasklet fails on purpose, after its call"
+#: A plain Grain head (no demo around it) that submits ``probe.TASKLET`` with ``probe.example``'s inputs:
+#: ``slow`` runs 3000 tasklets, each holding its slot 50 ms after its call, and writes PROGRESS after
+#: the first result; ``fail`` runs one that makes its call, then raises ``TASKLET_FAILURE``.
+#: Arguments: mode, config, progress.
+HEAD_SCRIPT = f"""
 import sys
 
 import anyio
@@ -31,26 +36,33 @@ import grain.delayed
 from grain.delayed import delayed, each
 from grain.resource import Capacity
 
-from {{ cookiecutter.package_name }}.tasklet import current_client, square
+from {{ cookiecutter.package_name }} import probe
 
 mode, config, progress = sys.argv[1:4]
 
 
 @delayed
-async def slow_square(x):
+async def slow(argument):
+    result = await probe.TASKLET.fn(argument)
     await anyio.sleep(0.05)
-    return await current_client().square(x)
+    return result
+
+
+@delayed
+async def failing(argument):
+    await probe.TASKLET.fn(argument)
+    raise RuntimeError({TASKLET_FAILURE!r})
 
 
 async def batch():
     if mode == "fail":
-        result = await (square @ Capacity(1))("not a number")
+        result = await (failing @ Capacity(1))(probe.example(0))
         print("RESULT", repr(result), flush=True)
         return
-    futures = [(slow_square @ Capacity(1))(float(x)) for x in range(3000)]
+    futures = [(slow @ Capacity(1))(probe.example(i)) for i in range(3000)]
     first = await futures[0]
     with open(progress, "w") as out:
-        out.write(str(first))
+        out.write(repr(first))
     await each(futures[1:])
 
 
@@ -70,7 +82,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> floa
 
 def alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return False
 
@@ -141,29 +153,6 @@ def head_process(mode: str, config: Path, workdir: Path, env: Mapping[str, str])
         log.close()
 
 
-def wait_for_descendants(pid: int, *names: str, timeout: float = 30) -> list[psutil.Process]:
-    """Wait until ``pid`` has running descendants whose command lines hold each of ``names``; return them all."""
-    found: list[psutil.Process] = []
-
-    def started() -> bool:
-        found[:] = descendants(pid)
-        return all(any(name in command_line(p) for p in found) for name in names)
-
-    wait_until(started, timeout, f"{', '.join(names)} started")
-    return found
-
-
-def signal_the_demo(run: Demo, signum: signal.Signals, limit: float, *names: str) -> None:
-    """Once the demo runs processes named ``names``, send it ``signum``; they and it must end within ``limit``."""
-    started = wait_for_descendants(run.process.pid, *names)
-    try:
-        run.process.send_signal(signum)
-        wait_until(lambda: not any(alive(p.pid) for p in started), limit, f"what the demo started, after {signum.name}")
-        wait_until(lambda: run.process.poll() is not None, limit, f"the demo exits on {signum.name}")
-    finally:
-        kill(started)
-
-
 def listening_addresses(command: list[str], env: Mapping[str, str]) -> list[str]:
     """Start ``command``, wait until it listens, and return the addresses it listens on; then end it."""
     process = subprocess.Popen(
@@ -190,8 +179,8 @@ def run_trio(function: Callable[[], Awaitable[object]]) -> None:
 async def start_and_connect() -> AsyncIterator[tuple[Any, dict[str, Any]]]:
     """The sworker's instance and its client, entered as Grain enters them: the client, and the
     fields it was given (those the instance yielded, its name aside)."""
-    async with the_sworker.grain_run_sworker() as fields:
-        fields = dict(fields)
+    async with the_sworker.grain_run_sworker() as yielded:
+        fields: dict[str, Any] = dict(yielded)
         fields.pop("name")
         async with the_sworker.grain_context(**fields) as client:
             yield client, fields

@@ -1,7 +1,8 @@
 """Lifecycle faults of the backendless sworker: credentials, a vanishing service, cancellation, leaks.
 
-Everything runs under trio, as Grain runs it. Every process a test starts is
-ended by its pid, and every test checks that nothing it started is left.
+Everything runs under trio, as Grain runs it. Calls go through ``probe`` and heads submit
+``probe.TASKLET``, so these tests hold for any service. Every process a test starts is ended
+by its pid, and every test checks that nothing it started is left.
 """
 
 from __future__ import annotations
@@ -10,23 +11,23 @@ import ast
 import logging
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import anyio
 import psutil
 import pytest
-from demo_support import demo
+from demo_support import PROJECT, demo
 from lifecycle_support import (
-    PROJECT,
     SWORKER,
+    alive,
     descendants,
-    head_process,
-    listening_addresses,
+    kill,
     run_trio,
-    signal_the_demo,
     start_and_connect,
     wait_until,
 )
@@ -40,10 +41,48 @@ from {{ cookiecutter.package_name }}.client import (
     ServiceUnavailableError,
 )
 from {{ cookiecutter.package_name }}.demo.environment import local_service
-from {{ cookiecutter.package_name }}.demo.local_grain import local_grain
+from {{ cookiecutter.package_name }}.demo.local_grain import child_environment, free_port, local_grain
+from {{ cookiecutter.package_name }}.probe import probe
 
 PACKAGE = PROJECT / "{{ cookiecutter.package_name }}"
 pytestmark = pytest.mark.usefixtures("nothing_left_behind")
+
+#: A plain Grain head (no demo around it) submitting ``probe.TASKLET``, each holding its slot
+#: 0.5 s; it writes PROGRESS after the first result. Arguments: config, progress, tasklets.
+#: Grain 0.17 takes a KeyboardInterrupt raised inside a tasklet for the tasklet's failure (its
+#: ``execf`` catches BaseException) and goes on: trio raises it where the signal finds Python code
+#: running, so the signal tests below send theirs while the head idles, its tasklets asleep.
+HEAD_SCRIPT = """
+import sys
+
+import anyio
+import grain.delayed
+from grain.delayed import delayed, each
+from grain.resource import Capacity
+
+from {{ cookiecutter.package_name }} import probe
+
+config, progress, count = sys.argv[1:4]
+
+
+@delayed
+async def slow(argument):
+    result = await probe.TASKLET.fn(argument)
+    await anyio.sleep(0.5)
+    return result
+
+
+async def batch():
+    futures = [(slow @ Capacity(1))(probe.example(i)) for i in range(int(count))]
+    first = await futures[0]
+    with open(progress, "w") as out:
+        out.write(repr(first))
+    await each(futures[1:])
+    print("RESULTS", flush=True)
+
+
+grain.delayed.run(batch, config_file=config)
+"""
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +126,7 @@ def test_the_token_is_never_yielded_logged_or_written(
             fields = dict(fields)
             fields.pop("name")
             async with the_sworker.grain_context(**fields) as client:
-                assert await client.square(3.0) == 9.0
+                await probe(client)
                 assert token not in repr(client)
 
     run_trio(main)
@@ -105,8 +144,8 @@ def test_a_wrong_token_is_an_error_naming_the_variable(monkeypatch: pytest.Monke
 
     async def main() -> None:
         async with start_and_connect() as (client, _):
-            with pytest.raises(RemoteError, match=f"refused the token in {TOKEN_ENV}"):
-                await client.square(2.0)
+            with pytest.raises(RemoteError, match=TOKEN_ENV):
+                await probe(client)
 
     run_trio(main)
 
@@ -115,25 +154,14 @@ def test_a_wrong_token_is_an_error_naming_the_variable(monkeypatch: pytest.Monke
 
 
 def test_a_service_that_is_gone_makes_every_call_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    from {{ cookiecutter.package_name }}.demo.local_grain import free_port
-
-    monkeypatch.setenv(URL_ENV, f"http://127.0.0.1:{free_port()}")
+    monkeypatch.setenv(URL_ENV, f"http://127.0.0.1:{free_port()}/v1")
 
     async def main() -> None:
         async with start_and_connect() as (client, _):
-            for _ in range(3):
+            for variant in range(3):
                 with pytest.raises(ServiceUnavailableError, match=URL_ENV):
-                    result = await client.square(4.0)
+                    result = await probe(client, variant)
                     pytest.fail(f"a call to a missing service returned {result!r}")
-
-    run_trio(main)
-
-
-def test_a_tasklet_error_says_what_went_wrong() -> None:
-    async def main() -> None:
-        async with start_and_connect() as (client, _):
-            with pytest.raises(RemoteError, match=r"failed 'square' \(HTTP 400\): square needs a number"):
-                await client.call("square", x="not a number")
 
     run_trio(main)
 
@@ -149,8 +177,8 @@ def test_cancellation_during_calls_leaves_the_client_usable() -> None:
         async with start_and_connect() as (client, _):
             for i in range(20):
                 with anyio.move_on_after(0.0005 * (i % 5)):
-                    await client.square(float(i))
-            assert await client.square(7.0) == 49.0
+                    await probe(client, i)
+            await probe(client, 20)
 
     run_trio(main)
 
@@ -163,7 +191,7 @@ def test_one_hundred_start_stop_cycles_leak_nothing() -> None:
 
     async def cycle() -> None:
         async with start_and_connect() as (client, _):
-            assert await client.square(2.0) == 4.0
+            await probe(client)
 
     async def main() -> None:
         await cycle()  # warm-up: the event loop's own descriptors
@@ -181,48 +209,72 @@ def test_one_hundred_start_stop_cycles_leak_nothing() -> None:
 # --- security ---------------------------------------------------------------------------------
 
 
-def test_no_shell_anywhere_and_the_demo_service_binds_loopback() -> None:
-    for path in PACKAGE.glob("*.py"):
+def test_no_shell_anywhere() -> None:
+    for path in PACKAGE.glob("*.py"):  # the production code (the demo's `config.system` would match)
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg == "shell":
                 pytest.fail(f"{path.name}: shell= used")
             if isinstance(node, ast.Attribute) and node.attr in {"system", "popen", "create_subprocess_shell"}:
                 pytest.fail(f"{path.name}: {node.attr} used")
-    from {{ cookiecutter.package_name }}.demo.local_grain import free_port
-
-    port = free_port()
-    env = {**os.environ, TOKEN_ENV: "t0ken"}
-    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}.demo.service", "--port", str(port)]
-    assert listening_addresses(command, env) == ["127.0.0.1"]
 
 
 # --- real Grain: signals and tasklet failures ---------------------------------------------------
 
 
+@contextmanager
+def head_process(config: Path, workdir: Path, env: dict[str, str], tasklets: int) -> Iterator[subprocess.Popen[str]]:
+    """Run ``HEAD_SCRIPT`` as a head process, output in ``workdir/head.log``; kill its session on exit."""
+    with open(workdir / "head.log", "w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-c", HEAD_SCRIPT, str(config), str(workdir / "progress"), str(tasklets)],
+            cwd=PROJECT,
+            env=child_environment(SWORKER, env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
 @pytest.mark.real_grain
 def test_sigint_to_the_head_ends_it_with_nothing_left(tmp_path: Path, service_env: dict[str, str]) -> None:
-    with local_grain(SWORKER, capacity=3, idle_quit="1s", env=service_env) as grain:
-        with head_process("slow", grain.config_path, tmp_path, service_env) as head:
-            wait_until(lambda: (tmp_path / "progress").exists(), 30, "first result")
-            head.send_signal(signal.SIGINT)
-            wait_until(lambda: head.poll() is not None, 10, "head exits on SIGINT")
-            assert descendants(head.pid) == []
+    with (
+        local_grain(SWORKER, capacity=3, idle_quit="1s", env=service_env) as grain,
+        head_process(grain.config_path, tmp_path, service_env, 3000) as head,
+    ):
+        wait_until(lambda: (tmp_path / "progress").exists(), 30, "first result")
+        time.sleep(0.2)  # the next tasklets have made their calls and sleep: the head idles
+        head.send_signal(signal.SIGINT)
+        wait_until(lambda: head.poll() is not None, 10, "head exits on SIGINT")
+        assert descendants(head.pid) == []
+        assert "RESULTS" not in (tmp_path / "head.log").read_text()
 
 
 @pytest.mark.real_grain
-def test_a_failing_tasklet_is_retried_three_times_then_the_head_waits_forever(
+def test_failing_tasklets_drop_the_instance_after_three_then_the_head_waits_forever(
     tmp_path: Path, service_env: dict[str, str]
 ) -> None:
-    with local_grain(SWORKER, capacity=3, idle_quit="1s", env=service_env) as grain:
-        with head_process("fail", grain.config_path, tmp_path, service_env) as head:
-            wait_until(lambda: (tmp_path / "head.log").read_text().count("square needs a number") >= 3, 30, "3 tries")
-            time.sleep(1)  # a bounded wait: no fourth try, no result
-            log = (tmp_path / "head.log").read_text()
-            assert "RESULT" not in log
-            # Grain 0.17 then waits forever (or, sometimes, crashes with KeyError: the instance name).
-            assert head.poll() is None or "KeyError" in log, log[-3000:]
-            assert "failed 'square' (HTTP 400): square needs a number, got 'not a number'" in log
+    gone = {**service_env, URL_ENV: f"http://127.0.0.1:{free_port()}/v1"}  # every call fails
+    with (
+        local_grain(SWORKER, capacity=3, idle_quit="1s", env=gone) as grain,
+        head_process(grain.config_path, tmp_path, gone, 20) as head,
+    ):
+        tries = ServiceUnavailableError.__name__
+        wait_until(lambda: (tmp_path / "head.log").read_text().count(tries) >= 3, 30, "3 failed tasklets")
+        time.sleep(1)  # a bounded wait: no fourth try, no result
+        log = (tmp_path / "head.log").read_text()
+        assert not (tmp_path / "progress").exists() and "RESULTS" not in log
+        # Grain 0.17 then waits forever (or, sometimes, crashes with KeyError: the instance name).
+        assert head.poll() is None or "KeyError" in log, log[-3000:]
+        assert URL_ENV in log, log[-3000:]
 
 
 @pytest.mark.real_grain
@@ -230,9 +282,20 @@ def test_a_failing_tasklet_is_retried_three_times_then_the_head_waits_forever(
     ("signum", "limit"),
     [pytest.param(signal.SIGTERM, 10.0, id="SIGTERM"), pytest.param(signal.SIGKILL, 5.0, id="SIGKILL")],
 )
-def test_the_demo_service_never_outlives_its_head(signum: signal.Signals, limit: float, tmp_path: Path) -> None:
+def test_nothing_the_demo_started_outlives_it(signum: signal.Signals, limit: float, tmp_path: Path) -> None:
     """The demo (the head) started the service and Gnaw: its cleanup ends them on SIGTERM, their guards on SIGKILL."""
-    with demo(tmp_path, "--tasks", "100000") as run:
-        signal_the_demo(run, signum, limit, "gnaw", "demo.service")
+    # Each tasklet holds its slot 5 s after its call: the signal finds the head idle (see HEAD_SCRIPT).
+    with demo(tmp_path, "--tasks", "400", "--pause", "5") as run:
+        run.wait_for_line("first result after", timeout=60)  # all started by then
+        time.sleep(0.2)
+        started = descendants(run.process.pid)
+        assert started, run.output()
+        try:
+            run.process.send_signal(signum)
+            gone = f"what the demo started, after {signum.name}"
+            wait_until(lambda: not any(alive(p.pid) for p in started), limit, gone)
+            wait_until(lambda: run.process.poll() is not None, limit, f"the demo exits on {signum.name}")
+        finally:
+            kill(started)
     if signum == signal.SIGTERM:  # it handled SIGTERM (as SIGINT), and so ran its cleanup
         assert run.process.returncode != -signal.SIGTERM, run.output()

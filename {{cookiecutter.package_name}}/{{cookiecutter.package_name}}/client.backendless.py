@@ -1,5 +1,8 @@
 """Client for the remote service: JSON over HTTP, with the token from the environment.
 
+``URL_ENV`` holds the service's base URL; a path in it (``https://api.example.com/v1``) is kept,
+and each call goes to ``<base URL>/<op>``.
+
 One client is shared by every tasklet at once (up to the instance's capacity);
 ``httpx.AsyncClient`` pools connections and is safe for that. A service that is
 gone or refuses the call always raises: no error is ever taken for a result,
@@ -89,7 +92,7 @@ class Client:
     def from_environment(cls) -> Client:
         """The client for the service named by ``URL_ENV``, authenticated by ``TOKEN_ENV``."""
         return cls(
-            required_env(URL_ENV, "the service's URL, e.g. https://api.example.com"),
+            required_env(URL_ENV, "the service's base URL, e.g. https://api.example.com/v1"),
             required_env(TOKEN_ENV, "your API token for the service"),
             call_timeout=call_timeout(),
         )
@@ -105,7 +108,7 @@ class Client:
                 response = await self._http.post(f"/{op}", json=params)
         except TimeoutError:
             raise ServiceTimeoutError(
-                f"the service at {self._base_url} did not answer {op!r} within {self._call_timeout:g} s "
+                f"the service at {self._base_url} ({URL_ENV}) did not answer {op!r} within {self._call_timeout:g} s "
                 f"(the limit is {CALL_TIMEOUT_ENV}): it is stalled, or the job needs a longer limit"
             ) from None
         except httpx.TransportError as exc:

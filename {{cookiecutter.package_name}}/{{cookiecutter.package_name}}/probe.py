@@ -1,18 +1,39 @@
-"""The conformance suite's probe: one representative call, the one the tasklet makes."""
+"""What the demo, the tests and the conformance kit ask of your sworker: edit it with your client.
+
+The harness (``demo/``, ``tests/``) never names your tasklet, its inputs or its answers
+itself: it submits ``TASKLET`` with inputs from ``example``, judges each result with
+``check``, and the kit and the contract tests make their calls through ``probe``.
+"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from .client import Client
+from .tasklet import square
+
+#: The tasklet the demo submits, one ``example(i)`` each (a ``grain.delayed`` function).
+TASKLET = square
 
 
-async def probe(client: Client, variant: int = 0) -> float:
-    """Square a number through ``client``; a wrong answer (e.g. a crossed reply) raises.
+def example(i: int) -> float:
+    """The input of the ``i``-th tasklet (``i`` >= 0); different ``i``, different right answers."""
+    return float(i)
 
-    The suite passes a different ``variant`` to each concurrent call, so a reply
-    delivered to the wrong caller is caught.
+
+def check(argument: float, result: Any) -> None:
+    """Raise ``AssertionError`` unless ``result`` is the right answer to ``argument``."""
+    if result != argument * argument:
+        raise AssertionError(f"square({argument!r}) returned {result!r}, expected {argument * argument!r}")
+
+
+async def probe(client: Client, variant: int = 0) -> Any:
+    """One representative call through ``client``, the one the tasklet makes; a wrong answer raises.
+
+    Concurrent calls get different ``variant`` numbers, so a reply delivered to the wrong caller
+    is caught.
     """
-    x = 3.0 + variant
-    result = await client.square(x)
-    if result != x * x:
-        raise AssertionError(f"square({x}) returned {result!r}, expected {x * x!r}")
+    argument = example(3 + variant)
+    result = await client.square(argument)
+    check(argument, result)
     return result

@@ -15,13 +15,16 @@ import functools
 import inspect
 import os
 import shlex
+import shutil
 import signal
 import socket
+import string
 import subprocess
+import tempfile
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -54,6 +57,41 @@ def pick_free_port(host: str) -> int:
         return port
 
 
+def fill_in(text: str, where: str, **places: object) -> str:
+    """``text`` with its ``{name}`` placeholders filled in from ``places``; an unknown one is named."""
+    try:
+        return text.format(**places)
+    except (KeyError, IndexError, ValueError) as exc:
+        names = [name for _, name, _, _ in string.Formatter().parse(text) if name is not None]
+        unknown = [name for name in names if name not in places]
+        detail = f"{_braced(unknown[0])} is not a placeholder" if unknown else str(exc)
+        known = ", ".join(_braced(name) for name in places)
+        raise ServerStartError(
+            f"{where} {text!r}: {detail}; the placeholders are {known} (a brace meant literally is doubled)"
+        ) from None
+
+
+def _braced(name: str) -> str:
+    return "{" + name + "}"
+
+
+@contextmanager
+def private_workdir(prefix: str) -> Iterator[Path]:
+    """A new directory only this user can enter (0700), for one server instance; removed on exit."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))  # mkdtemp makes it 0700
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a new file that only this user can read (0600 from the start, never wider)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with open(descriptor, "w") as file:
+        file.write(text)
+
+
 @asynccontextmanager
 async def running_server(
     command: Sequence[str],
@@ -65,12 +103,14 @@ async def running_server(
     env: Mapping[str, str] | None = None,
     log_path: Path | None = None,
     log_max_bytes: int = LOG_MAX_BYTES,
+    pid_path: Path | None = None,
 ) -> AsyncIterator[subprocess.Popen[bytes]]:
     """Start ``command``, wait until ``host:port`` accepts connections, stop it on exit.
 
     The server runs in a session of its own, so the whole process group it may
     have spawned is signalled at teardown: SIGTERM, ``stop_grace`` seconds, SIGKILL.
-    Its output (stdout and stderr) goes to ``log_path``, rotated at ``log_max_bytes``.
+    Its output (stdout and stderr) goes to ``log_path``, rotated at ``log_max_bytes``; its process
+    id to ``pid_path`` while it runs (removed once it is reaped).
     """
     if isinstance(command, str):
         raise TypeError("the server command must be a list of arguments, never a shell string")
@@ -84,15 +124,27 @@ async def running_server(
             ) from exc
         watchdog = None
         try:
+            _note_pid(pid_path, process.pid)
             watchdog = lifeline.Watchdog(process.pid, note=log_path)
             await _wait_until_listening(process, command, host, port, startup_timeout, output)
             yield process
         finally:
             with anyio.CancelScope(shield=True):
                 await stop_process_group(process, stop_grace)
+                _note_pid(pid_path, None)
                 if watchdog is not None:
                     await anyio.to_thread.run_sync(watchdog.dismiss)  # it exits at once: a wait, not work
                 await output.finished(OUTPUT_DRAIN_TIMEOUT)
+
+
+def _note_pid(path: Path | None, pid: int | None) -> None:
+    """Write ``pid`` to the pid file at ``path``, or remove that file when ``pid`` is None."""
+    if path is None:
+        return
+    if pid is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_text(f"{pid}\n")
 
 
 def _spawn(command: Sequence[str], env: Mapping[str, str] | None, output: ServerOutput) -> subprocess.Popen[bytes]:

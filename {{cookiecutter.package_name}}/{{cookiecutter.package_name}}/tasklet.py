@@ -16,6 +16,8 @@ from .client import Client
 def current_client() -> Client:
     """The client of the sworker instance this tasklet was placed on."""
     client = getattr(GVAR, "context", None)
+    if isinstance(client, Exception):  # an instance the head refused (grain_context says why)
+        raise client.with_traceback(None)
     if not isinstance(client, Client):
         raise RuntimeError(
             "this tasklet must run on a '{{ cookiecutter.package_name }}.the_sworker' instance, "

@@ -16,14 +16,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-from .client import Client, call_timeout, max_concurrent
-from .server_process import ServerStartError, pick_free_port, running_server
+from . import instance_key
+from .client import Client
+from .client_support import call_timeout, max_concurrent
+from .server_process import ServerStartError, fill_in, pick_free_port, private_workdir, running_server, write_private
 
 GRAIN_SWORKER_CONFIG: dict[str, object] = {}
 
 #: Your server goes here, in place of the stand-in in ``demo/server.py``: an argument list (never
-#: a shell string), in which ``{host}`` and ``{port}`` are filled in at start-up, e.g.
-#: ``["terachem", "-s", "{port}"]``.
+#: a shell string), e.g. ``["terachem", "-s", "{port}"]``. Filled in at start-up: ``{host}`` and
+#: ``{port}`` (where to listen), ``{workdir}`` (a directory of this instance's own, mode 0700,
+#: removed at teardown) and ``{secret_file}`` (a file in it that holds the per-instance secret,
+#: mode 0600). The secret is also in the environment variable ``SECRET_ENV``; never on this line.
 SERVER_COMMAND: list[str] = [
     sys.executable,
     "-m",
@@ -33,6 +37,15 @@ SERVER_COMMAND: list[str] = [
     "--port",
     "{port}",
 ]
+
+#: Files your server reads at start-up, written into ``{workdir}`` (mode 0600) before it starts:
+#: name -> text, with the placeholders above and ``{secret}`` (a brace meant literally is doubled),
+#: e.g. a config file that holds the secret, for a server that reads it from no other place:
+#: ``{"redis.conf": "bind {host}\nport {port}\nrequirepass {secret}\n"}`` with
+#: ``SERVER_COMMAND = ["redis-server", "{workdir}/redis.conf"]``.
+SERVER_FILES: dict[str, str] = {}
+#: The name of the secret's file in ``{workdir}`` (``{secret_file}``).
+SECRET_FILE = "secret"
 
 #: Address the server listens on; ``0.0.0.0`` is every interface. Unset, it is
 #: this node's own address (from its host name), which other nodes can reach.
@@ -67,7 +80,10 @@ def node_address() -> str:
 
 
 def server_log_path(host: str, port: int) -> Path:
-    """Where the output of the server at ``host:port`` goes: one file per instance, named after it."""
+    """Where the output of the server at ``host:port`` goes: one file per instance, named after it.
+
+    Beside it, ``<same name>.pid`` holds the server's process id while it runs (for an operator).
+    """
     return Path(os.environ.get(LOG_DIR_ENV) or os.getcwd()) / f"{{ cookiecutter.package_name }}-{host}-{port}.log"
 
 
@@ -89,28 +105,51 @@ async def grain_run_sworker() -> AsyncIterator[dict[str, object]]:
     except OSError as exc:  # not an address of this node, or not an address at all
         source = HOST_ENV if os.environ.get(HOST_ENV) else "this node's host name"
         raise ServerStartError(f"cannot listen on {bind!r} (from {source}): {exc}") from exc
-    command = [part.format(host=bind, port=port) for part in SERVER_COMMAND]
-    # A fresh secret per instance: only the head that receives it may connect.
-    # It reaches the server through the environment, never the command line.
+    # A fresh secret per instance: only the head that receives it may connect. It reaches the
+    # server through the environment and a private file, never the command line.
     secret = secrets.token_hex(16)
-    async with running_server(
-        command,
-        host="127.0.0.1" if bind == "0.0.0.0" else bind,  # where the readiness check connects
-        port=port,
-        startup_timeout=startup_timeout(),
-        env={SECRET_ENV: secret},
-        log_path=server_log_path(host, port),
-    ):
-        yield {"name": f"{{ cookiecutter.package_name }}@{host}:{port}", "host": host, "port": port, "secret": secret}
+    log_path = server_log_path(host, port)
+    with private_workdir(f"{{ cookiecutter.package_name }}-{port}-") as workdir:
+        places = {"host": bind, "port": port, "workdir": workdir, "secret_file": workdir / SECRET_FILE}
+        write_private(workdir / SECRET_FILE, secret)
+        for name, text in SERVER_FILES.items():
+            write_private(workdir / name, fill_in(text, f"SERVER_FILES[{name!r}]", secret=secret, **places))
+        command = [fill_in(part, "SERVER_COMMAND", **places) for part in SERVER_COMMAND]
+        async with running_server(
+            command,
+            host="127.0.0.1" if bind == "0.0.0.0" else bind,  # where the readiness check connects
+            port=port,
+            startup_timeout=startup_timeout(),
+            env={SECRET_ENV: secret},
+            log_path=log_path,
+            pid_path=log_path.with_suffix(".pid"),
+        ):
+            # The MAC proves to the head that you started this instance (see instance_key).
+            mac = instance_key.sign(host, port, secret)
+            yield {
+                "name": f"{{ cookiecutter.package_name }}@{host}:{port}",
+                "host": host,
+                "port": port,
+                "secret": secret,
+                "mac": mac,
+            }
 
 
 @asynccontextmanager
-async def grain_context(host: str, port: int, secret: str) -> AsyncIterator[Client]:
+async def grain_context(
+    host: str, port: int, secret: str, mac: str
+) -> AsyncIterator[Client | instance_key.StrangerInstanceError]:
     """Connect the client that every tasklet on this instance shares.
 
-    Its limits come from the head's environment: ``client.CALL_TIMEOUT_ENV`` bounds each call,
-    ``client.MAX_CONCURRENT_ENV`` how many run at once on this instance's server.
+    Its limits come from the head's environment: ``client_support.CALL_TIMEOUT_ENV`` bounds each
+    call, ``client_support.MAX_CONCURRENT_ENV`` how many run at once on this instance's server. An
+    instance that cannot prove you started it is never connected to: it gets the error its tasklets
+    raise (raising here instead would crash Grain's head).
     """
+    refused = instance_key.refusal(host, port, secret, mac)
+    if refused is not None:
+        yield refused
+        return
     async with Client.connect(
         host, port, secret, call_timeout=call_timeout(), max_concurrent=max_concurrent()
     ) as client:  # closes every connection on the way out, cancelled or not

@@ -7,12 +7,13 @@ batch, and each tasklet records on which instance its result came back, and when
 
 from __future__ import annotations
 
+import signal
 import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import anyio
 import grain.delayed
@@ -20,15 +21,15 @@ from grain import GVAR
 from grain.delayed import delayed, each
 from grain.resource import Capacity
 
-from ..tasklet import square
+from .. import probe
 from .watch import RunFailed, Tally, Watch
 
 
-async def _recorded_square(x: float, tally: Tally, pause: float) -> float:
-    """The package's ``square``, noting where its result came from (or what went wrong there)."""
+async def _recorded(argument: Any, tally: Tally, pause: float) -> Any:
+    """The package's tasklet (``probe.TASKLET``), noting where its result came from (or what went wrong there)."""
     instance = str(GVAR.instance)
     try:
-        result: float = await square.fn(x)
+        result = await probe.TASKLET.fn(argument)
     except Exception as exc:
         tally.error(instance, exc)
         raise
@@ -38,9 +39,9 @@ async def _recorded_square(x: float, tally: Tally, pause: float) -> float:
     return result
 
 
-#: Submitted as ``(recorded_square @ Capacity(1))(x, tally, pause)``: a resource without ``N``,
+#: Submitted as ``(recorded @ Capacity(1))(argument, tally, pause)``: a resource without ``N``,
 #: so it runs on the head against the sworker; its arguments are never pickled.
-recorded_square = delayed(_recorded_square)
+recorded = delayed(_recorded)
 
 
 class Stage(Protocol):
@@ -55,30 +56,40 @@ class Stage(Protocol):
 class BatchResult:
     """The results in submission order, and the tally of who produced them when."""
 
-    xs: list[float]
-    results: list[float] = field(default_factory=list)
+    arguments: list[Any]
+    results: list[Any] = field(default_factory=list)
     joined_seconds: float | None = None
 
-    def wrong(self) -> list[tuple[float, float]]:
-        return [(x, r) for x, r in zip(self.xs, self.results, strict=False) if r != x * x]
+    def wrong(self) -> list[tuple[Any, Any]]:
+        """The (argument, result) pairs that ``probe.check`` finds wrong."""
+        return [(a, r) for a, r in zip(self.arguments, self.results, strict=False) if not _right(a, r)]
+
+
+def _right(argument: Any, result: Any) -> bool:
+    try:
+        probe.check(argument, result)
+    except AssertionError:
+        return False
+    return True
 
 
 def run_batch(
-    config: Path, xs: list[float], watch: Watch, *, pause: float = 0.0, stage: Stage | None = None
+    config: Path, arguments: list[Any], watch: Watch, *, pause: float = 0.0, stage: Stage | None = None
 ) -> BatchResult:
     """Run the batch on a head made from ``config``; :class:`RunFailed` says why it could not finish."""
-    batch = BatchResult(xs)
+    batch = BatchResult(arguments)
     tally = watch.tally
 
     async def root() -> None:
         head_started = time.perf_counter()
         async with anyio.create_task_group() as group:
             group.start_soon(watch.run)
+            group.start_soon(_interrupt_on_sigint)
             if stage is not None:
                 await stage.before(watch)
                 batch.joined_seconds = time.perf_counter() - head_started
             tally.started = time.perf_counter()
-            futures = [(recorded_square @ Capacity(1))(x, tally, pause) for x in xs]
+            futures = [(recorded @ Capacity(1))(argument, tally, pause) for argument in arguments]
             batch.results.extend(await each(futures))
             group.cancel_scope.cancel()
         if stage is not None:
@@ -98,6 +109,18 @@ def run_batch(
             raise  # SystemExit, or a cancellation: not ours to explain
         raise RunFailed(_head_crash(errors[0], tally)) from exc
     return batch
+
+
+async def _interrupt_on_sigint() -> NoReturn:
+    """Ctrl-C (and SIGTERM, which acts as it) raises KeyboardInterrupt here, in the head's own task.
+
+    Left to trio, it lands in whatever task runs at that moment: inside a tasklet, Grain 0.17's head
+    takes it for the tasklet's failure (``execf`` catches BaseException) and the run goes on.
+    """
+    with anyio.open_signal_receiver(signal.SIGINT) as signals:
+        async for _ in signals:
+            break
+    raise KeyboardInterrupt
 
 
 def _leaves(exc: BaseException) -> Iterator[BaseException]:

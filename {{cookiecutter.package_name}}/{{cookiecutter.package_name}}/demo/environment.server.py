@@ -12,7 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ..client import CALL_TIMEOUT_ENV
+from ..client_support import CALL_TIMEOUT_ENV
 from ..the_sworker import ADVERTISE_HOST_ENV, HOST_ENV
 
 LOOPBACK = "127.0.0.1"

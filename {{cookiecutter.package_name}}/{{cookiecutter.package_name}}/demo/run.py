@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from .. import DEFAULT_CAPACITY
+from .. import DEFAULT_CAPACITY, probe
 from .batch import BatchResult, per_instance_lines, run_batch, summary
 from .cluster import (
     ClusterConfig,
@@ -65,7 +65,7 @@ def environ(extra: Mapping[str, str]) -> Iterator[None]:
 
 
 def run_here(
-    args: argparse.Namespace, xs: list[float], tally: Tally, report: dict[str, Any], logs: Path
+    args: argparse.Namespace, arguments: list[Any], tally: Tally, report: dict[str, Any], logs: Path
 ) -> BatchResult:
     """Gnaw (and a worker) on this machine, the head in this process; their config and logs in ``logs``."""
     # Every process the demo starts inherits this mark, so a test can prove none is left.
@@ -84,13 +84,13 @@ def run_here(
             instances, tally, expected=1, join_within=args.wait, processes=grain.processes, logs=lambda: worker_logs
         )
         try:
-            return run_batch(grain.config_path, xs, watch, pause=args.pause)
+            return run_batch(grain.config_path, arguments, watch, pause=args.pause)
         except RunFailed as failure:
             failure.add_note(log_tails(watch.logs()))
             raise
 
 
-def run_on_cluster(args: argparse.Namespace, xs: list[float], tally: Tally, report: dict[str, Any]) -> BatchResult:
+def run_on_cluster(args: argparse.Namespace, arguments: list[Any], tally: Tally, report: dict[str, Any]) -> BatchResult:
     """The head here with the user's config; ``grain up`` submits the workers (:mod:`.cluster`)."""
     config = ClusterConfig.load(Path(args.config))
     backendless = is_backendless(SWORKER)
@@ -107,7 +107,7 @@ def run_on_cluster(args: argparse.Namespace, xs: list[float], tally: Tally, repo
     with environ(path_with_gnaw()), instances_of_this_head() as instances:
         watch = Watch(instances, tally, expected=max(workers, 1), join_within=args.wait, logs=stage.worker_logs)
         try:
-            batch = run_batch(config.path, xs, watch, pause=args.pause, stage=stage)
+            batch = run_batch(config.path, arguments, watch, pause=args.pause, stage=stage)
             finished = True
             return batch
         except RunFailed as failure:
@@ -168,17 +168,17 @@ def main(argv: list[str] | None = None) -> int:
     # `kill -INT` stops the run the clean way (Grain turns it into KeyboardInterrupt).
     if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    xs = [float(i) for i in range(args.tasks)]
+    arguments = [probe.example(i) for i in range(args.tasks)]
     started = time.perf_counter()
     report: dict[str, Any] = {"mode": "cluster" if args.config else "local", "capacity": args.capacity}
     tally = Tally(on_first_result=lambda name, after: say(f"first result after {after:.2f} s, from {name}"))
     failure, code = "", 1
     try:
         if args.config:
-            batch = run_on_cluster(args, xs, tally, report)
+            batch = run_on_cluster(args, arguments, tally, report)
         else:
             report["logs"] = tempfile.mkdtemp(prefix="{{ cookiecutter.package_name }}-demo-")
-            batch = run_here(args, xs, tally, report, Path(report["logs"]))
+            batch = run_here(args, arguments, tally, report, Path(report["logs"]))
     except ConfigError as exc:
         failure, code = str(exc), 2
     except (RunFailed, LocalGrainError) as exc:
@@ -188,8 +188,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         joined = batch.joined_seconds
         report.update(summary(batch, tally), joined_seconds=round(joined, 3) if joined is not None else None)
-        if report["wrong"] or report["tasks"] != len(xs):
-            failure = f"{report['wrong']} wrong result(s) of {report['tasks']}; expected {len(xs)} right ones"
+        if report["wrong"] or report["tasks"] != len(arguments):
+            failure = f"{report['wrong']} wrong result(s) of {report['tasks']}; expected {len(arguments)} right ones"
     report["seconds"] = round(time.perf_counter() - started, 3)
     report["ok"] = not failure
     if failure:
@@ -200,15 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     else:
         if "logs" in report:
             shutil.rmtree(report.pop("logs"), ignore_errors=True)
-        print_report(xs, batch, tally, report)
+        print_report(arguments, batch, tally, report)
     if args.json:
         print(json.dumps(report))
     return code if failure else 0
 
 
-def print_report(xs: list[float], batch: BatchResult, tally: Tally, report: dict[str, Any]) -> None:
-    for x, r in list(zip(xs, batch.results, strict=False))[:5]:
-        print(f"square({x:g}) = {r:g}")
+def print_report(arguments: list[Any], batch: BatchResult, tally: Tally, report: dict[str, Any]) -> None:
+    name = probe.TASKLET.fn.__name__
+    for argument, result in list(zip(arguments, batch.results, strict=False))[:5]:
+        print(f"{name}({argument!r}) = {result!r}")
     rate = report["steady_tasklets_per_second"]
     where = f"at capacity {report['capacity']}" if report["mode"] == "local" else f"from {report['config']}"
     print(

@@ -1,8 +1,10 @@
 """The demo service: a loopback stand-in for the remote service your client calls.
 
-``POST /square`` with ``{"x": 3}`` answers ``{"result": 9}``, for callers that
-send ``Authorization: Bearer <token>`` with the token from the environment.
-The demo and the tests start it so that everything works offline.
+``POST /v1/square`` with ``{"x": 3}`` answers ``{"result": 9}``, for callers that
+send ``Authorization: Bearer <token>`` with the token from the environment; its
+base URL is ``http://127.0.0.1:<port>/v1``, a path as many APIs have. The demo
+and the tests start it (``demo/environment.py``) so that everything works offline.
+It imports nothing from the package: copy it anywhere and run it as a script.
 """
 
 from __future__ import annotations
@@ -15,11 +17,16 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..client import TOKEN_ENV
+#: Where the token callers must present comes from (the client's ``TOKEN_ENV``).
+TOKEN_ENV = {{ cookiecutter.api_token_env | py_str }}
+#: The path of the base URL: the API lives below it.
+BASE_PATH = "/v1"
+#: A request body is read only up to this size: a caller cannot make the stand-in hold more.
+MAX_BODY = 64 * 1024
 
 
 class Handler(BaseHTTPRequestHandler):
-    """Answers ``POST /square``; refuses callers without the token."""
+    """Answers ``POST /v1/square``; refuses callers without the token."""
 
     token = ""
     #: Keep-alive: the client reuses its connections instead of one per call;
@@ -34,11 +41,15 @@ class Handler(BaseHTTPRequestHandler):
             return
         try:
             length = int(self.headers.get("Content-Length", "0"))
+            if not 0 <= length <= MAX_BODY:
+                self._reply(413, {"error": f"the body must be at most {MAX_BODY} bytes"})
+                self.close_connection = True  # its body is left unread
+                return
             params = json.loads(self.rfile.read(length) or b"{}")
         except ValueError:
             self._reply(400, {"error": "the body is not JSON"})
             return
-        if self.path != "/square":
+        if self.path != f"{BASE_PATH}/square":
             self._reply(404, {"error": f"unknown op {self.path!r}"})
             return
         x = params.get("x")

@@ -4,6 +4,7 @@ One client is shared by every tasklet on a sworker instance, up to its capacity
 V at once. Each call borrows a connection of its own (opening one when none is
 idle), so V calls run at once when the server can serve them; a server that runs
 one job at a time is given ``MAX_CONCURRENT_ENV=1`` and the calls take turns.
+What any protocol's client needs (limits, errors, turns, the close) is in ``client_support``.
 
 A connection whose call did not finish (cancelled, timed out, broken) is
 closed, never reused: its late reply would otherwise be read by the next call.
@@ -16,7 +17,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -24,18 +24,19 @@ from typing import Any
 import anyio
 from anyio.streams.buffered import BufferedByteStream
 
-#: Seconds one call may take, from sending the request to its reply (the head's environment).
-CALL_TIMEOUT_ENV = "{{ cookiecutter.package_name | upper }}_CALL_TIMEOUT"
-#: An hour: long jobs fit, and a stalled server still fails its calls in the end.
-DEFAULT_CALL_TIMEOUT = 3600.0
-#: How many requests one server instance is sent at once (the head's environment); unset: as
-#: many as tasklets make, which Grain bounds by the instance's Capacity V.
-MAX_CONCURRENT_ENV = "{{ cookiecutter.package_name | upper }}_MAX_CONCURRENT"
+from .client_support import (
+    CALL_TIMEOUT_ENV,
+    CONNECT_TIMEOUT,
+    DEFAULT_CALL_TIMEOUT,
+    RemoteError,
+    ServerGoneError,
+    ServerTimeoutError,
+    close_shielded,
+    timed_out,
+    turns,
+)
 
 MAX_REPLY_BYTES = 1 << 20
-#: Opening and authenticating a connection is quick, however long the calls take.
-CONNECT_TIMEOUT = 10.0
-CLOSE_TIMEOUT = 5.0
 #: How often the watchdog looks at the calls in flight, at most (it also wakes at each deadline).
 WATCH_INTERVAL = 1.0
 
@@ -46,40 +47,6 @@ _TRANSPORT_ERRORS = (
     anyio.DelimiterNotFound,
     OSError,
 )
-
-
-class ServerGoneError(ConnectionError):
-    """The connection to the server was lost or refused: the server stopped or crashed."""
-
-
-class ServerTimeoutError(TimeoutError):
-    """The server did not answer in time: it is stalled, or the job outgrew the call limit."""
-
-
-class RemoteError(RuntimeError):
-    """The server received the request and answered with an error."""
-
-
-def call_timeout() -> float:
-    """The per-call limit in seconds, from ``CALL_TIMEOUT_ENV`` (``inf``: no limit)."""
-    raw = os.environ.get(CALL_TIMEOUT_ENV, "").strip()
-    try:
-        seconds = float(raw) if raw else DEFAULT_CALL_TIMEOUT
-    except ValueError:
-        seconds = math.nan
-    if not seconds > 0:  # also rejects nan
-        raise ValueError(f"{CALL_TIMEOUT_ENV}={raw!r} is not a positive number of seconds")
-    return seconds
-
-
-def max_concurrent() -> int | None:
-    """The most requests sent to one server at once, from ``MAX_CONCURRENT_ENV``; None: no limit."""
-    raw = os.environ.get(MAX_CONCURRENT_ENV, "").strip()
-    if not raw:
-        return None
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{MAX_CONCURRENT_ENV}={raw!r} is not a positive whole number")
-    return int(raw)
 
 
 class Client:
@@ -108,7 +75,7 @@ class Client:
         self._connections: set[BufferedByteStream] = set()  # idle or in use: aclose closes them all
         # Calls in flight; the watchdog removes the entry of a call past its limit (it has expired).
         self._deadlines: dict[BufferedByteStream, float] = {}
-        self._turns = anyio.Semaphore(max_concurrent, fast_acquire=True) if max_concurrent else None
+        self._turns = turns(max_concurrent)
 
     @classmethod
     @asynccontextmanager
@@ -147,11 +114,8 @@ class Client:
 
     async def call(self, op: str, **params: Any) -> Any:
         """Send one request and return its result; raise if the server is gone, stalled or refuses it."""
-        if self._turns is None:
+        async with self._turns:  # waiting for a turn is not part of the call's limit
             reply = await self._exchange(op, params)
-        else:
-            async with self._turns:  # waiting for a turn is not part of the call's limit
-                reply = await self._exchange(op, params)
         if "error" in reply or "result" not in reply:
             raise RemoteError(f"server at {self._address} refused {op!r}: {reply.get('error', reply)}")
         return reply["result"]
@@ -171,10 +135,7 @@ class Client:
             in_step = isinstance(reply, dict) and reply.get("id") == request_id
         except _TRANSPORT_ERRORS as exc:
             if stream not in self._deadlines:  # the watchdog expired the call and closed its connection
-                raise ServerTimeoutError(
-                    f"the server at {self._address} did not answer {op!r} within {self._call_timeout:g} s "
-                    f"(the limit is {CALL_TIMEOUT_ENV}): it is stalled, or the job needs a longer limit"
-                ) from None
+                raise timed_out(self._address, repr(op), self._call_timeout) from None
             raise ServerGoneError(
                 f"lost the connection to the server at {self._address} during {op!r}: "
                 f"{type(exc).__name__} {exc}".rstrip()
@@ -202,7 +163,7 @@ class Client:
                 del self._deadlines[stream]
             pause = min([WATCH_INTERVAL, self._call_timeout, *(d - now for d in self._deadlines.values())])
             for stream in stalled:
-                await _close(stream)  # wakes the call, which finds its deadline gone: it expired
+                await close_shielded(stream)  # wakes the call, which finds its deadline gone: it expired
             await anyio.sleep(pause)
 
     async def _open_connection(self) -> BufferedByteStream:
@@ -237,7 +198,7 @@ class Client:
     async def _discard(self, stream: BufferedByteStream) -> None:
         """Forget one connection and close it."""
         self._connections.discard(stream)
-        await _close(stream)
+        await close_shielded(stream)
 
     async def aclose(self) -> None:
         """Close every connection; tolerates a server that is gone already."""
@@ -249,9 +210,3 @@ class Client:
 def _encode(request_id: int, op: str, params: dict[str, Any]) -> bytes:
     """One request, as a JSON line."""
     return json.dumps({"id": request_id, "op": op, **params}).encode() + b"\n"
-
-
-async def _close(stream: BufferedByteStream) -> None:
-    """Close a connection, even while the caller is being cancelled."""
-    with anyio.CancelScope(shield=True), anyio.move_on_after(CLOSE_TIMEOUT):
-        await stream.aclose()

@@ -1,4 +1,4 @@
-"""The demo server: a stand-in for your own (replace ``SERVER_COMMAND`` in the_sworker).
+"""The demo server, JSON lines over TCP: a stand-in for your own (replace ``SERVER_COMMAND`` in the_sworker).
 
 It speaks JSON lines over TCP and serves only clients that first present the
 per-instance secret, which it reads from the environment, never from its

@@ -9,8 +9,7 @@ from pathlib import Path
 import psutil
 import pytest
 from sworker_conformance.target import CallLimit
-
-{%- if cookiecutter.backendless %}
+{% if cookiecutter.backendless %}
 from {{ cookiecutter.package_name }}.client import CALL_TIMEOUT_ENV
 {%- else %}
 from {{ cookiecutter.package_name }}.client_support import CALL_TIMEOUT_ENV

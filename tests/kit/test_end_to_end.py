@@ -24,7 +24,7 @@ from .real_grain import kill_all, tagged_processes
 RUN_TIMEOUT = 120
 #: The limits most runs here use, so that broken modules fail fast (the corpus's clients read their
 #: call limit from KIT_CALL_LIMIT: the kit sets it).
-FAST = ["--sworker-startup-timeout", "3", "--sworker-cleanup-limit", "1", "--sworker-call-limit", "1"]
+FAST = ["--sworker-startup-timeout", "3", "--sworker-cleanup-limit", "1", "--sworker-call-limit", "0.5"]
 FAST += ["--sworker-call-limit-env", "KIT_CALL_LIMIT"]
 
 

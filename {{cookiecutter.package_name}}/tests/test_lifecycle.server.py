@@ -348,9 +348,9 @@ def listening_sockets(process: psutil.Process) -> int:
     return sum(1 for conn in process.net_connections("tcp") if conn.status == psutil.CONN_LISTEN)
 
 
-def test_forty_start_stop_cycles_leak_nothing() -> None:
+def test_twenty_start_stop_cycles_leak_nothing() -> None:
     """With the server ``SERVER_COMMAND`` runs: a cycle that leaked a descriptor or a listening socket
-    would leave 40 behind."""
+    would leave 20 behind."""
     me = psutil.Process()
 
     async def cycle() -> None:
@@ -366,9 +366,9 @@ def test_forty_start_stop_cycles_leak_nothing() -> None:
         fds, listening = me.num_fds(), listening_sockets(me)
         async with anyio.create_task_group() as lanes:  # 4 at a time: faster, and more to leak
             for _ in range(4):
-                lanes.start_soon(cycles, 10)
+                lanes.start_soon(cycles, 5)
         # A descriptor may still be closing as the last cycle ends (no garbage collection is
-        # forced: that would hide a leak). A leaking cycle would leave 40 behind, not settle.
+        # forced: that would hide a leak). A leaking cycle would leave 20 behind, not settle.
         # Fewer than before is fine: something from an earlier test may have been collected meanwhile.
         for _ in range(100):  # up to 2 s
             if me.num_fds() <= fds and listening_sockets(me) <= listening:

@@ -171,6 +171,8 @@ def child_env(package_dir: Path, extra: dict[str, str] | None = None) -> dict[st
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "PYTHONPATH": path,
         "PYTHONDONTWRITEBYTECODE": "1",
+        # The baked package's instance key, kept with it (by default it would be made in ~/.config).
+        f"{package_dir.name.upper()}_INSTANCE_KEY_FILE": str(package_dir / ".instance.key"),
         **(extra or {}),
     }
 

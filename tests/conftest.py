@@ -105,6 +105,18 @@ def load_extensions() -> ModuleType:
     return local_extensions
 
 
+@pytest.fixture(scope="session", autouse=True)
+def instance_keys_kept_out_of_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """The instance keys of the packages these tests bake and run (``~/.config/<package>/instance.key``
+    by default) live in a temporary folder; a test that needs its own sets its own."""
+    folder = tmp_path_factory.mktemp("instance-keys")
+    with pytest.MonkeyPatch.context() as patch:
+        for name in VARIANTS:
+            package = replay_answers(name)["package_name"]
+            patch.setenv(f"{package.upper()}_INSTANCE_KEY_FILE", str(folder / package / "instance.key"))
+        yield
+
+
 @pytest.fixture(scope="session", params=VARIANTS)
 def variant(request: pytest.FixtureRequest) -> str:
     name: str = request.param

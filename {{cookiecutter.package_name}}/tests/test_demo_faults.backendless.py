@@ -44,8 +44,9 @@ def test_a_service_killed_mid_run_ends_the_demo_naming_it(tmp_path: Path) -> Non
         code, _ = run.finish(LOST_INSTANCE_LIMIT)
         summary = run.summary()
     assert code == 1, run.output()
-    # The watch sees the instance go; or Grain 0.17's head crashes as it drops it (GRAIN_RACE).
-    assert "lost its last sworker instance" in summary["error"] or GRAIN_RACE in summary["error"], run.output()
+    # The watch sees the instance go. The head does not crash as it drops it (GRAIN_RACE, Grain 0.17's
+    # KeyError): the package's grain_compat keeps it running.
+    assert "lost its last sworker instance" in summary["error"] and GRAIN_RACE not in summary["error"], run.output()
     assert URL_ENV in run.stderr, run.output()  # the error names where the service was to be
     assert 0 < summary["tasks"] < 2000
     assert_failed_and_cleaned_up(run, summary)

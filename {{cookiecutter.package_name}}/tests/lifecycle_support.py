@@ -27,7 +27,8 @@ TASKLET_FAILURE = "this tasklet fails on purpose, after its call"
 #: A plain Grain head (no demo around it) that submits ``probe.TASKLET`` with ``probe.example``'s inputs:
 #: ``slow`` runs 3000 tasklets, each holding its slot 50 ms after its call, and writes PROGRESS after
 #: the first result; ``fail`` runs one that makes its call, then raises ``TASKLET_FAILURE``.
-#: Arguments: mode, config, progress.
+#: Arguments: mode, config, progress. SIGINT ends it through the demo's ``interrupt_on_sigint``: left to
+#: trio, a KeyboardInterrupt may land inside a tasklet, which Grain 0.17 takes for the tasklet's failure.
 HEAD_SCRIPT = f"""
 import sys
 
@@ -37,6 +38,7 @@ from grain.delayed import delayed, each
 from grain.resource import Capacity
 
 from {{ cookiecutter.package_name }} import probe
+from {{ cookiecutter.package_name }}.demo.batch import interrupt_on_sigint
 
 mode, config, progress = sys.argv[1:4]
 
@@ -59,11 +61,14 @@ async def batch():
         result = await (failing @ Capacity(1))(probe.example(0))
         print("RESULT", repr(result), flush=True)
         return
-    futures = [(slow @ Capacity(1))(probe.example(i)) for i in range(3000)]
-    first = await futures[0]
-    with open(progress, "w") as out:
-        out.write(repr(first))
-    await each(futures[1:])
+    async with anyio.create_task_group() as group:
+        group.start_soon(interrupt_on_sigint)  # SIGINT ends this head, not a tasklet that Grain retries
+        futures = [(slow @ Capacity(1))(probe.example(i)) for i in range(3000)]
+        first = await futures[0]
+        with open(progress, "w") as out:
+            out.write(repr(first))
+        await each(futures[1:])
+        group.cancel_scope.cancel()
 
 
 grain.delayed.run(batch, config_file=config)

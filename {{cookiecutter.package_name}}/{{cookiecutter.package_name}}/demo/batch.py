@@ -84,7 +84,7 @@ def run_batch(
         head_started = time.perf_counter()
         async with anyio.create_task_group() as group:
             group.start_soon(watch.run)
-            group.start_soon(_interrupt_on_sigint)
+            group.start_soon(interrupt_on_sigint)
             if stage is not None:
                 await stage.before(watch)
                 batch.joined_seconds = time.perf_counter() - head_started
@@ -111,7 +111,7 @@ def run_batch(
     return batch
 
 
-async def _interrupt_on_sigint() -> NoReturn:
+async def interrupt_on_sigint() -> NoReturn:
     """Ctrl-C (and SIGTERM, which acts as it) raises KeyboardInterrupt here, in the head's own task.
 
     Left to trio, it lands in whatever task runs at that moment: inside a tasklet, Grain 0.17's head

@@ -137,25 +137,32 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 @contextmanager
 def head_process(mode: str, config: Path, workdir: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
-    """Run ``HEAD_SCRIPT`` as a head process; end it (by its pid) on exit, whatever happened."""
-    log = open(workdir / "head.log", "w")  # closed in finally
-    process = subprocess.Popen(
-        [sys.executable, "-c", HEAD_SCRIPT, mode, str(config), str(workdir / "progress")],
-        cwd=PROJECT,
-        env=child_environment(SWORKER, env),
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
+    """Run ``HEAD_SCRIPT`` in ``mode`` as a head process."""
+    with script_head(HEAD_SCRIPT, [mode, str(config), str(workdir / "progress")], workdir, env) as process:
+        yield process
+
+
+@contextmanager
+def script_head(script: str, args: list[str], workdir: Path, env: Mapping[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """Run a head ``script`` with ``args``, output in ``workdir/head.log``; end its session (by its pid) on
+    exit, whatever happened."""
+    with open(workdir / "head.log", "w") as log:  # the head writes to its own copy of the descriptor
+        process = subprocess.Popen(
+            [sys.executable, "-c", script, *args],
+            cwd=PROJECT,
+            env=child_environment(SWORKER, env),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
     try:
         yield process
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        log.close()
 
 
 def listening_addresses(command: list[str], env: Mapping[str, str]) -> list[str]:

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import ast
 import logging
-import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -28,6 +26,7 @@ from lifecycle_support import (
     descendants,
     kill,
     run_trio,
+    script_head,
     start_and_connect,
     wait_until,
 )
@@ -41,7 +40,7 @@ from {{ cookiecutter.package_name }}.client import (
     ServiceUnavailableError,
 )
 from {{ cookiecutter.package_name }}.demo.environment import local_service
-from {{ cookiecutter.package_name }}.demo.local_grain import child_environment, free_port, local_grain
+from {{ cookiecutter.package_name }}.demo.local_grain import free_port, local_grain
 from {{ cookiecutter.package_name }}.probe import probe
 
 PACKAGE = PROJECT / "{{ cookiecutter.package_name }}"
@@ -224,24 +223,9 @@ def test_no_shell_anywhere() -> None:
 
 @contextmanager
 def head_process(config: Path, workdir: Path, env: dict[str, str], tasklets: int) -> Iterator[subprocess.Popen[str]]:
-    """Run ``HEAD_SCRIPT`` as a head process, output in ``workdir/head.log``; kill its session on exit."""
-    with open(workdir / "head.log", "w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-c", HEAD_SCRIPT, str(config), str(workdir / "progress"), str(tasklets)],
-            cwd=PROJECT,
-            env=child_environment(SWORKER, env),
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-            start_new_session=True,
-        )
-    try:
+    """Run ``HEAD_SCRIPT`` as a head process of ``tasklets`` tasklets."""
+    with script_head(HEAD_SCRIPT, [str(config), str(workdir / "progress"), str(tasklets)], workdir, env) as process:
         yield process
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
 
 
 @pytest.mark.real_grain
